@@ -1,0 +1,1 @@
+"""Loading user scenarios. Only this package runs user code at import time."""

@@ -1,0 +1,5 @@
+import sys
+
+from cannonade.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""``cannonade demo``: the embedded target in its own process, then a real load test."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cannonade.cli.options import add_run_arguments
+from cannonade.cli.run import EXIT_ERROR, exit_code, prepare, run_prepared
+from cannonade.errors import CannonadeError
+from cannonade.model.metrics import HTTP_REQS
+from cannonade.report.text import render_summary
+from cannonade.target.process import TargetProcess
+
+
+def find_quickstart() -> Path | None:
+    here = Path(__file__).resolve()
+    for base in (Path.cwd(), *here.parents):
+        candidate = base / "examples" / "quickstart.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    quickstart = find_quickstart()
+    if quickstart is None:
+        print("error: examples/quickstart.py not found (run from the repository)", file=sys.stderr)
+        return EXIT_ERROR
+    with TargetProcess.start() as target:
+        print(f"embedded target: {target.url}")
+        run_args = argparse.ArgumentParser(add_help=False)
+        run_args.add_argument("scenario")
+        add_run_arguments(run_args)
+        argv = [str(quickstart), "--host", target.url, "-u", args.users, "-d", args.duration,
+                "--rampup", "2s"]
+        if args.quiet:
+            argv.append("--quiet")
+        ns = run_args.parse_args(argv)
+        try:
+            prepared = prepare(ns)
+        except CannonadeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"running {quickstart.name}: {args.users} users for {args.duration}")
+        summary = run_prepared(prepared, quiet=args.quiet)
+        print(render_summary(summary))
+        served = target.stats()["requests"]
+        sent = int(summary.totals.requests)
+        verdict = "they match" if served == sent else "MISMATCH"
+        print(f"requests reported: {sent}; requests the target served: {served} ({verdict})")
+    return exit_code(summary)

@@ -1,0 +1,64 @@
+"""``cannonade`` command line: one sub-command per module, dispatched here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cannonade import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_THRESHOLDS = 99
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    from cannonade.cli.options import add_run_arguments
+
+    p = argparse.ArgumentParser(
+        prog="cannonade", description="Distributed load testing with honest numbers."
+    )
+    p.add_argument("--version", action="version", version=f"cannonade {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a scenario file and print a summary")
+    run.add_argument("scenario", help="a Python scenario file (.py)")
+    add_run_arguments(run)
+
+    demo = sub.add_parser("demo", help="start the embedded target and load-test it")
+    demo.add_argument("-d", "--duration", default="20s")
+    demo.add_argument("-u", "--users", default="20")
+    demo.add_argument("-q", "--quiet", action="store_true")
+
+    target = sub.add_parser("target", help="serve the embedded HTTP test target")
+    target.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    target.add_argument("--host", default="127.0.0.1")
+    target.add_argument("--allow-remote", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        from cannonade.cli.run import run_command
+
+        return run_command(args)
+    if args.command == "demo":
+        from cannonade.cli.demo import demo_command
+
+        return demo_command(args)
+    if args.command == "target":
+        from cannonade.target.server import main as target_main
+
+        forwarded = ["--port", str(args.port), "--host", args.host]
+        if args.allow_remote:
+            forwarded.append("--allow-remote")
+        return target_main(forwarded)
+    _parser().print_help()
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

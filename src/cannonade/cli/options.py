@@ -1,0 +1,125 @@
+"""From command-line arguments to frozen, validated :class:`EngineOptions`."""
+
+from __future__ import annotations
+
+import argparse
+
+from cannonade.config import (
+    ArrivalRate,
+    Cycles,
+    EngineOptions,
+    HttpOptions,
+    LoadModel,
+    RampingVus,
+    SharedIterations,
+    parse_duration,
+    parse_rate,
+    parse_stages,
+    parse_users,
+)
+from cannonade.errors import ConfigError
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    load = p.add_argument_group("load model (closed: users; open: --rate)")
+    load.add_argument("-u", "--users", default=None, help="user cycles, e.g. 10 or 10:50:100")
+    load.add_argument("-d", "--duration", default=None, help="per cycle / total, e.g. 30s, 1m")
+    load.add_argument("--hits", type=int, default=None, help="iterations per user per cycle")
+    load.add_argument("--rampup", default="0", help="start each cycle's users over SECONDS")
+    load.add_argument("--stages", default=None, help="ramp VUs, e.g. 30s:100,1m:100,10s:0")
+    load.add_argument("--iterations", type=int, default=None, help="shared iteration total")
+    load.add_argument("--rate", default=None, help="open model: arrivals per second, 500/s")
+    load.add_argument("--rate-stages", default=None, help="ramp the rate, e.g. 30s:100/s")
+    load.add_argument("--max-vus", type=int, default=0, help="open model: VU cap")
+    load.add_argument("--pre-vus", type=int, default=0, help="open model: VUs made upfront")
+    load.add_argument("--graceful-stop", default="30s", help="time running iterations get")
+    load.add_argument("--max-duration", default="10m", help="bound for --hits/--iterations")
+    load.add_argument("--seed", type=int, default=None, help="seed for scenario choice")
+
+    http = p.add_argument_group("HTTP")
+    http.add_argument("--host", default=None, help="base URL relative URLs resolve against")
+    http.add_argument("--timeout", default="60s", help="total time a request may take")
+    http.add_argument("--connect-timeout", default="10s", help="TCP + TLS connect time")
+    http.add_argument("--follow-redirects", action="store_true")
+    http.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    http.add_argument(
+        "-H", "--header", action="append", default=[], help="'Name: value', repeatable"
+    )
+
+    out = p.add_argument_group("results")
+    out.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        help="e.g. 'http_req_duration:p(95)<200' (repeatable)",
+    )
+    out.add_argument("--summary-export", default=None, help="write k6-style summary JSON")
+    out.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+
+
+def _positive(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{option}: must be at least 1, got {value}")
+
+
+def build_model(a: argparse.Namespace) -> LoadModel:
+    duration = parse_duration(a.duration, "--duration") if a.duration is not None else None
+    _positive(a.hits, "--hits")
+    _positive(a.iterations, "--iterations")
+    if a.rate is not None or a.rate_stages is not None:
+        for opt, val in (("--hits", a.hits), ("--stages", a.stages), ("--iterations", a.iterations)):
+            if val is not None:
+                raise ConfigError(f"{opt} belongs to a closed model; it cannot go with --rate")
+        rate = parse_rate(a.rate, "--rate") if a.rate is not None else 0.0
+        stages = parse_stages(a.rate_stages, "--rate-stages", rate=True) if a.rate_stages else ()
+        if not stages and duration is None:
+            raise ConfigError("--rate needs --duration (or --rate-stages)")
+        if not stages and rate <= 0:
+            raise ConfigError("--rate must be above 0")
+        if a.max_vus < 0 or a.pre_vus < 0:
+            raise ConfigError("--max-vus and --pre-vus must be >= 0")
+        if a.max_vus and a.pre_vus > a.max_vus:
+            raise ConfigError("--pre-vus cannot exceed --max-vus")
+        return ArrivalRate(rate, stages, duration or 0.0, a.pre_vus, a.max_vus)
+    if a.stages is not None:
+        if a.hits is not None or a.iterations is not None:
+            raise ConfigError("--stages cannot go with --hits or --iterations")
+        start = parse_users(a.users, "--users")[0] if a.users else 0
+        return RampingVus(parse_stages(a.stages, "--stages"), start)
+    users = parse_users(a.users) if a.users is not None else (1,)
+    if a.iterations is not None:
+        if len(users) > 1 or a.hits is not None:
+            raise ConfigError("--iterations takes one user count (-u N) and no --hits")
+        return SharedIterations(users[0], a.iterations)
+    if duration is not None and a.hits is not None:
+        raise ConfigError("give --duration or --hits, not both")
+    rampup = parse_duration(a.rampup, "--rampup")
+    if duration is None and a.hits is None:
+        # k6's default: one iteration per user. A run is always bounded.
+        return Cycles(users, None, 1, rampup)
+    return Cycles(users, duration, a.hits, rampup)
+
+
+def build_options(a: argparse.Namespace) -> EngineOptions:
+    headers: list[tuple[str, str]] = []
+    for h in a.header:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"--header {h!r} must look like 'Name: value'")
+        headers.append((name.strip(), value.strip()))
+    if a.host is not None and not a.host.startswith(("http://", "https://")):
+        raise ConfigError(f"--host {a.host!r} must start with http:// or https://")
+    return EngineOptions(
+        model=build_model(a),
+        http=HttpOptions(
+            base_url=a.host,
+            timeout=parse_duration(a.timeout, "--timeout"),
+            connect_timeout=parse_duration(a.connect_timeout, "--connect-timeout"),
+            follow_redirects=a.follow_redirects,
+            verify_tls=not a.insecure,
+            headers=tuple(headers),
+        ),
+        graceful_stop=parse_duration(a.graceful_stop, "--graceful-stop"),
+        max_duration=parse_duration(a.max_duration, "--max-duration"),
+        seed=a.seed,
+    )

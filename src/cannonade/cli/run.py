@@ -1,0 +1,131 @@
+"""``cannonade run``: one process runs the engine and prints the verdict."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from cannonade.cli.options import build_options
+from cannonade.config import EngineOptions, model_duration
+from cannonade.engine.engine import Engine
+from cannonade.errors import CannonadeError
+from cannonade.model.aggregate import Aggregator
+from cannonade.model.summary import RunInfo, Summary, compute_summary
+from cannonade.model.thresholds import Threshold, parse_threshold
+from cannonade.report.export import write_summary_export
+from cannonade.report.live import LiveProgress, snapshot_from
+from cannonade.report.text import render_summary
+from cannonade.scenarios.loader import LoadedScenario, load_path
+
+EXIT_OK, EXIT_ERROR, EXIT_THRESHOLDS, EXIT_INTERRUPTED = 0, 1, 99, 130
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    scenario: LoadedScenario
+    options: EngineOptions
+    thresholds: tuple[Threshold, ...]
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Everything that can be wrong with the input is found here, before any load."""
+    options = build_options(args)
+    scenario = load_path(args.scenario)
+    exprs = [*args.threshold, *scenario.thresholds]
+    return Prepared(scenario, options, tuple(parse_threshold(e) for e in exprs))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        prepared = prepare(args)
+    except CannonadeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    summary = run_prepared(prepared, quiet=args.quiet)
+    print(render_summary(summary))
+    if args.summary_export:
+        try:
+            write_summary_export(summary, args.summary_export)
+        except OSError as e:
+            print(f"error: --summary-export {args.summary_export}: {e}", file=sys.stderr)
+            return EXIT_ERROR
+    return exit_code(summary)
+
+
+def exit_code(summary: Summary) -> int:
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    if not summary.passed:
+        return EXIT_THRESHOLDS
+    return EXIT_OK
+
+
+def run_prepared(prepared: Prepared, *, quiet: bool) -> Summary:
+    _install_uvloop()
+    return asyncio.run(_run(prepared, quiet))
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # plain asyncio still works, only slower
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _run(prepared: Prepared, quiet: bool) -> Summary:
+    aggregator = Aggregator()
+    engine = Engine(prepared.scenario, prepared.options, aggregator.add)
+    loop = asyncio.get_running_loop()
+    interrupts = [0]
+    main_task = asyncio.current_task()
+
+    def on_signal() -> None:
+        # First Ctrl-C: graceful stop and a summary of what ran. Second: stop now.
+        interrupts[0] += 1
+        if interrupts[0] == 1:
+            print("\nstopping gracefully (Ctrl-C again to stop now)", file=sys.stderr)
+            engine.stop()
+        elif main_task is not None:
+            main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    total = model_duration(prepared.options.model)
+    started = time.time()
+    live = LiveProgress(enabled=LiveProgress.should_enable(quiet, sys.stdout), total=total)
+    updater = asyncio.create_task(_update_live(live, aggregator, started, total))
+    ended = started
+    try:
+        with live:
+            try:
+                result = await engine.run()
+                started, ended = result.started, result.ended
+            except asyncio.CancelledError:
+                ended = time.time()
+            finally:
+                updater.cancel()
+                await asyncio.gather(updater, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    info = RunInfo(
+        started=started,
+        ended=ended,
+        interrupted=interrupts[0] > 0,
+        scenario=prepared.scenario.path,
+    )
+    return compute_summary(aggregator, info, prepared.thresholds)
+
+
+async def _update_live(
+    live: LiveProgress, aggregator: Aggregator, started: float, total: float | None
+) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.time()
+        live.update(snapshot_from(aggregator, int(now) - 1, elapsed=now - started, total=total))

@@ -1,0 +1,147 @@
+"""One engine: runs its partition of a load model and ships a delta every second.
+
+The engine knows nothing of where deltas go: ``sink`` is called with each
+:class:`IntervalDelta` (in-process aggregation for a one-process run; a ZeroMQ socket
+for a cannon under an agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cannonade.config import (
+    ArrivalRate,
+    Cycles,
+    EngineOptions,
+    Partition,
+    RampingVus,
+    SharedIterations,
+)
+from cannonade.engine import executors
+from cannonade.engine.runtime import Runtime
+from cannonade.model.metrics import VUS, VUS_MAX, IntervalDelta, Key
+from cannonade.model.recorder import Recorder
+from cannonade.scenarios.loader import LoadedScenario
+
+Sink = Callable[[IntervalDelta], None]
+
+
+@dataclass(slots=True)
+class EngineResult:
+    started: float  # epoch seconds
+    ended: float
+    stopped_early: bool
+    setup_data: Any = None
+
+
+class Engine:
+    def __init__(
+        self,
+        scenario: LoadedScenario,
+        options: EngineOptions,
+        sink: Sink,
+        *,
+        partition: Partition | None = None,
+        recorder: Recorder | None = None,
+        run_setup: bool | None = None,
+        setup_data: Any = None,
+    ) -> None:
+        self.partition = partition or Partition()
+        self.recorder = recorder or Recorder()
+        self.options = options
+        self.sink = sink
+        seed = options.seed if options.seed is not None else random.randrange(1 << 30)
+        self.runtime = Runtime(
+            scenario,
+            options,
+            self.partition,
+            self.recorder,
+            random.Random(seed + self.partition.index),
+            setup_data,
+        )
+        # The setup hook runs once per run: in the first partition unless told otherwise.
+        self._run_setup = self.partition.index == 0 if run_setup is None else run_setup
+
+    def stop(self) -> None:
+        """Graceful stop (first Ctrl-C): no new iterations, running ones may finish."""
+        self.runtime.stop()
+
+    async def run(self, start_at: float | None = None) -> EngineResult:
+        """Run the whole model. ``start_at`` (epoch seconds) aligns several engines."""
+        if start_at is not None:
+            delay = start_at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        started = time.time()
+        ticker = asyncio.create_task(self._tick())
+        rt = self.runtime
+        try:
+            if self._run_setup and rt.scenario.setup is not None:
+                await self._setup()
+            if not rt.stopping:
+                await self._run_model()
+            if self._run_setup and rt.scenario.teardown is not None:
+                await self._teardown()
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            await rt.close_all()
+            self._flush(math.floor(time.time()), final=True)
+        return EngineResult(started, time.time(), rt.stopping, rt.setup_data)
+
+    async def _setup(self) -> None:
+        rt = self.runtime
+        assert rt.scenario.setup is not None
+        vu = rt.new_vu(-1)
+        try:
+            rt.setup_data = await rt.scenario.setup(vu)
+        except Exception as e:
+            rt.record_exception(e, "setup")
+            # A failed setup means the scenario's precondition is missing: run nothing.
+            rt.stop()
+        finally:
+            await vu.http.close()
+
+    async def _teardown(self) -> None:
+        rt = self.runtime
+        assert rt.scenario.teardown is not None
+        vu = rt.new_vu(-2)
+        try:
+            await rt.scenario.teardown(vu, rt.setup_data)
+        except Exception as e:
+            rt.record_exception(e, "teardown")
+        finally:
+            await vu.http.close()
+
+    async def _run_model(self) -> None:
+        model = self.options.model
+        rt = self.runtime
+        if isinstance(model, Cycles):
+            await executors.run_cycles(rt, model)
+        elif isinstance(model, RampingVus):
+            await executors.run_ramping_vus(rt, model)
+        elif isinstance(model, SharedIterations):
+            await executors.run_shared_iterations(rt, model)
+        elif isinstance(model, ArrivalRate):
+            await executors.run_arrival_rate(rt, model)
+
+    async def _tick(self) -> None:
+        # Flush on wall-clock second boundaries so every engine's delta for second S
+        # covers the same second and they merge into one point.
+        while True:
+            now = time.time()
+            boundary = math.floor(now) + 1
+            await asyncio.sleep(boundary - now)
+            self._flush(boundary - 1)
+
+    def _flush(self, second: int, final: bool = False) -> None:
+        rt = self.runtime
+        self.recorder.gauge(Key(VUS), float(rt.active))
+        self.recorder.gauge(Key(VUS_MAX), float(len(rt.vus)))
+        self.sink(self.recorder.flush(second, final=final))

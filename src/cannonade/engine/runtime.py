@@ -1,0 +1,206 @@
+"""What every executor shares: VU creation, the iteration call, stop state.
+
+The per-iteration path (:meth:`Runtime.iterate`) is on the hot path: it does a weighted
+pick, one await, two appends and one counter update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cannonade.config import ArrivalRate, EngineOptions, Partition
+from cannonade.engine.http import HttpClient, HttpShared
+from cannonade.engine.vu import VU, Metrics
+from cannonade.engine.ws import WsClient
+from cannonade.model.metrics import (
+    INTERRUPTED_ITERATIONS,
+    ITERATION_DURATION,
+    ITERATION_ERRORS,
+    ITERATIONS,
+    Key,
+)
+from cannonade.model.recorder import Recorder, Samples
+from cannonade.scenarios.loader import LoadedScenario
+
+MAX_ERROR_GROUPS = 1000  # beyond this, messages are lumped: unbounded cardinality is a leak
+MAX_MESSAGE = 500
+
+
+class _Pick:
+    """One scenario function with its pre-built metric handles."""
+
+    __slots__ = ("duration", "errors", "fn", "interrupted", "iterations", "name")
+
+    def __init__(self, name: str, fn: Callable[[VU], Awaitable[Any]], recorder: Recorder) -> None:
+        self.name = name
+        self.fn = fn
+        self.duration: Samples = recorder.samples(Key(ITERATION_DURATION, name))
+        self.iterations = Key(ITERATIONS, name)
+        self.errors = Key(ITERATION_ERRORS, name)
+        self.interrupted = Key(INTERRUPTED_ITERATIONS, name)
+
+
+class Runtime:
+    def __init__(
+        self,
+        scenario: LoadedScenario,
+        options: EngineOptions,
+        partition: Partition,
+        recorder: Recorder,
+        rng: random.Random,
+        setup_data: Any = None,
+    ) -> None:
+        self.scenario = scenario
+        self.options = options
+        self.partition = partition
+        self.recorder = recorder
+        self.rng = rng
+        self.setup_data = setup_data
+        self.http_shared = HttpShared(
+            recorder,
+            base_url=options.http.base_url,
+            headers=dict(options.http.headers),
+            connect_timeout=options.http.connect_timeout,
+            timeout=options.http.timeout,
+            follow_redirects=options.http.follow_redirects,
+            verify_tls=options.http.verify_tls,
+            open_model=_is_open(options),
+        )
+        self.metrics = Metrics(recorder)
+        self.picks = [_Pick(s.name, s.fn, recorder) for s in scenario.scenarios]
+        total = 0.0
+        self._cum: list[float] = []
+        for s in scenario.scenarios:
+            total += s.weight
+            self._cum.append(total)
+        self._total_weight = total
+        self._error_groups: set[tuple[str, str]] = set()
+        self.vus: dict[int, VU] = {}
+        self.active = 0  # VUs currently running iterations (the `vus` gauge)
+        self.stopping = False  # a stop was asked for: start nothing new
+        self.phase_over = False  # the current phase's time is up
+        self.stop_event = asyncio.Event()
+
+    # -- VUs ---------------------------------------------------------------------------
+    def new_vu(self, vu_id: int) -> VU:
+        return VU(
+            vu_id,
+            HttpClient(self.http_shared),
+            WsClient(self.http_shared),
+            self.metrics,
+            self.setup_data,
+        )
+
+    async def vu(self, vu_id: int) -> VU | None:
+        """The VU with this global id, created (and set up) on first use.
+
+        None if its ``@vu_setup`` failed: that VU runs no iteration (its error is counted).
+        """
+        vu = self.vus.get(vu_id)
+        if vu is not None:
+            return vu
+        vu = self.new_vu(vu_id)
+        self.vus[vu_id] = vu
+        hook = self.scenario.vu_setup
+        if hook is not None:
+            try:
+                await hook(vu)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.record_exception(e, "vu_setup")
+                del self.vus[vu_id]
+                await vu.http.close()
+                return None
+        return vu
+
+    async def close_all(self) -> None:
+        hook = self.scenario.vu_teardown
+        for vu in list(self.vus.values()):
+            if hook is not None:
+                try:
+                    await hook(vu)
+                except Exception as e:
+                    self.record_exception(e, "vu_teardown")
+            await vu.http.close()
+        self.vus.clear()
+
+    # -- iterations --------------------------------------------------------------------
+    async def iterate(self, vu: VU, lag: float = 0.0) -> None:
+        picks = self.picks
+        if len(picks) == 1:
+            pick = picks[0]
+        else:
+            pick = picks[bisect.bisect_right(self._cum, self.rng.random() * self._total_weight)]
+        vu.http.lag = lag
+        t0 = time.perf_counter()
+        try:
+            await pick.fn(vu)
+        except asyncio.CancelledError:
+            self.recorder.add(pick.interrupted)
+            raise
+        except Exception as e:
+            self.recorder.add(pick.errors)
+            self.record_exception(e, pick.name)
+        pick.duration.values.append(time.perf_counter() - t0 + lag)
+        self.recorder.add(pick.iterations)
+        vu.iteration += 1
+
+    def record_exception(self, exc: BaseException, where: str) -> None:
+        kind = type(exc).__name__
+        message = str(exc)[:MAX_MESSAGE]
+        group = (kind, message)
+        if group not in self._error_groups:
+            if len(self._error_groups) >= MAX_ERROR_GROUPS:
+                message = "(further distinct messages not kept)"
+                group = (kind, message)
+            self._error_groups.add(group)
+            sample = f"in {where}:\n" + "".join(traceback.format_exception(exc))
+        else:
+            sample = ""
+        self.recorder.error(kind, message, sample)
+
+    # -- stopping ----------------------------------------------------------------------
+    def stop(self) -> None:
+        """Start no new iteration; running ones get the graceful-stop time."""
+        self.stopping = True
+        self.phase_over = True
+        self.stop_event.set()
+
+    async def finish(self, tasks: list[asyncio.Task[None]], timeout: float | None) -> None:
+        """Wait for a phase's VU tasks until ``timeout`` (None: until they end) or a stop;
+        then let running iterations finish within graceful-stop and cancel the rest."""
+        if tasks:
+            everything = asyncio.gather(*tasks, return_exceptions=True)
+            stopper = asyncio.ensure_future(self.stop_event.wait())
+            try:
+                await asyncio.wait(
+                    {everything, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopper.cancel()
+        self.phase_over = True
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=self.options.graceful_stop)
+            for t in still:
+                t.cancel()
+            if still:
+                await asyncio.gather(*still, return_exceptions=True)
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                exc = t.exception()
+                assert exc is not None
+                self.record_exception(exc, "engine")
+        if not self.stopping:
+            self.phase_over = False
+
+
+def _is_open(options: EngineOptions) -> bool:
+    return isinstance(options.model, ArrivalRate)

@@ -1,0 +1,135 @@
+"""The virtual user a scenario function receives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from cannonade.model.metrics import CHECKS, Key, Kind
+from cannonade.model.recorder import TRUE, FALSE, Recorder, Samples
+
+if TYPE_CHECKING:
+    from cannonade.engine.http import HttpClient
+    from cannonade.engine.ws import WsClient
+
+
+class Timer:
+    """``with vu.timer("login"):`` records the block's wall time as a custom trend (OCT)."""
+
+    __slots__ = ("_samples", "_t0")
+
+    def __init__(self, samples: Samples) -> None:
+        self._samples = samples
+        self._t0 = 0.0
+
+    def __enter__(self) -> Timer:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._samples.values.append(time.perf_counter() - self._t0)
+
+    async def __aenter__(self) -> Timer:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class CounterHandle:
+    """``vu.counter("name").add(n)``: a custom counter (loads' custom counters)."""
+
+    __slots__ = ("_key", "_recorder")
+
+    def __init__(self, recorder: Recorder, key: Key) -> None:
+        self._recorder = recorder
+        self._key = key
+
+    def add(self, n: float = 1.0) -> None:
+        self._recorder.add(self._key, n)
+
+
+class Metrics:
+    """Per-cannon cache of custom metric handles, so a VU does not build keys per call."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self._recorder = recorder
+        self._timers: dict[str, Samples] = {}
+        self._counters: dict[str, CounterHandle] = {}
+        self._checks: dict[str, tuple[Key, Key]] = {}
+
+    def timer_samples(self, name: str) -> Samples:
+        s = self._timers.get(name)
+        if s is None:
+            self._recorder.define(name, Kind.TREND)
+            s = self._timers[name] = self._recorder.samples(Key(name))
+        return s
+
+    def counter(self, name: str) -> CounterHandle:
+        c = self._counters.get(name)
+        if c is None:
+            self._recorder.define(name, Kind.COUNTER)
+            c = self._counters[name] = CounterHandle(self._recorder, Key(name))
+        return c
+
+    def check(self, name: str, ok: bool) -> None:
+        keys = self._checks.get(name)
+        if keys is None:
+            keys = self._checks[name] = (Key(CHECKS, name, "", TRUE), Key(CHECKS, name, "", FALSE))
+        self._recorder.add(keys[0] if ok else keys[1])
+
+
+class VU:
+    """One virtual user: its HTTP client (keep-alive, cookies), state and helpers.
+
+    ``id`` is global across every cannon and agent of the run; ``iteration`` counts this
+    VU's iterations from 0. ``state`` is free for the scenario's own per-VU data.
+    """
+
+    __slots__ = ("_metrics", "http", "id", "iteration", "setup_data", "state", "ws")
+
+    def __init__(
+        self,
+        vu_id: int,
+        http: HttpClient,
+        ws: WsClient,
+        metrics: Metrics,
+        setup_data: Any = None,
+    ) -> None:
+        self.id = vu_id
+        self.iteration = 0
+        self.http = http
+        self.ws = ws
+        self.state: dict[str, Any] = {}
+        self.setup_data = setup_data
+        self._metrics = metrics
+
+    def check(self, condition: object, name: str) -> bool:
+        """Count a named check as passed or failed; returns the condition's truth."""
+        ok = bool(condition)
+        self._metrics.check(name, ok)
+        return ok
+
+    def timer(self, name: str) -> Timer:
+        return Timer(self._metrics.timer_samples(name))
+
+    def counter(self, name: str) -> CounterHandle:
+        return self._metrics.counter(name)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return f"<VU {self.id} iteration={self.iteration}>"
