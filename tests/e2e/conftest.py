@@ -1,0 +1,50 @@
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class RunResult:
+    code: int
+    stdout: str
+    stderr: str
+    summary: dict | None
+
+    def metric(self, name):
+        assert self.summary is not None, self.stderr
+        return self.summary["metrics"][name]
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run `cannonade run` as a real process; returns exit code, output and the export."""
+
+    def run(scenario_body, *args, timeout=90, name="scenario.py"):
+        scenario = tmp_path / name
+        scenario.write_text(textwrap.dedent(scenario_body))
+        export = tmp_path / "summary.json"
+        if export.exists():
+            export.unlink()
+        proc = subprocess.run(
+            [sys.executable, "-m", "cannonade", "run", str(scenario), "--quiet",
+             "--summary-export", str(export), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        # A crash anywhere in the stack must never hide behind a passing count.
+        assert "Traceback (most recent call last)" not in proc.stderr, proc.stderr
+        summary = json.loads(export.read_text()) if export.exists() else None
+        return RunResult(proc.returncode, proc.stdout, proc.stderr, summary)
+
+    return run
+
+
+@pytest.fixture
+def scenario_dir(tmp_path) -> Path:
+    return tmp_path
