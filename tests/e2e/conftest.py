@@ -31,11 +31,21 @@ def run_cli(tmp_path):
         if export.exists():
             export.unlink()
         proc = subprocess.run(
-            [sys.executable, "-m", "cannonade", "run", str(scenario), "--quiet",
-             "--summary-export", str(export), *args],
+            [
+                sys.executable,
+                "-m",
+                "cannonade",
+                "run",
+                str(scenario),
+                "--quiet",
+                "--summary-export",
+                str(export),
+                *args,
+            ],
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
         # A crash anywhere in the stack must never hide behind a passing count.
         assert "Traceback (most recent call last)" not in proc.stderr, proc.stderr

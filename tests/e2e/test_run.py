@@ -92,8 +92,19 @@ def test_stall_shows_in_corrected_latency_only(run_cli, target):
     t = threading.Thread(target=stall)
     t.start()
     try:
-        r = run_cli(GET_ROOT, "--host", target.url, "--rate", "200/s", "-d", "5s",
-                    "--max-vus", "2", "--pre-vus", "2")
+        r = run_cli(
+            GET_ROOT,
+            "--host",
+            target.url,
+            "--rate",
+            "200/s",
+            "-d",
+            "5s",
+            "--max-vus",
+            "2",
+            "--pre-vus",
+            "2",
+        )
     finally:
         t.join()
     assert r.code == 0, r.stderr
@@ -104,8 +115,9 @@ def test_stall_shows_in_corrected_latency_only(run_cli, target):
 
 
 def test_threshold_failure_exits_99(run_cli, target):
-    r = run_cli(GET_ROOT, "--host", target.url, "--hits", "3",
-                "--threshold", "http_reqs:count>1000")
+    r = run_cli(
+        GET_ROOT, "--host", target.url, "--hits", "3", "--threshold", "http_reqs:count>1000"
+    )
     assert r.code == 99, r.stdout + r.stderr
     assert "✗" in r.stdout
 
@@ -137,7 +149,10 @@ def test_iteration_exceptions_are_counted_and_the_vu_goes_on(run_cli, target):
         ("import not_a_module_abc\n", "scenario.py:1: ModuleNotFoundError"),
         ("x = 1\n", "no scenario found"),
         ("from cannonade import scenario\n@scenario\ndef f(vu):\n    pass\n", "scenario.py:2"),
-        ("from cannonade import scenario\n@scenario\nasync def f():\n    pass\n", "wrong signature"),
+        (
+            "from cannonade import scenario\n@scenario\nasync def f():\n    pass\n",
+            "wrong signature",
+        ),
     ],
 )
 def test_bad_scenarios_exit_1_with_file_and_line(run_cli, body, expected):
@@ -164,13 +179,29 @@ def test_ctrl_c_stops_gracefully_with_a_summary(tmp_path, target):
     scenario.write_text(GET_ROOT)
     export = tmp_path / "out.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cannonade", "run", str(scenario), "--host", target.url,
-         "-u", "4", "-d", "60s", "--quiet", "--summary-export", str(export)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cannonade",
+            "run",
+            str(scenario),
+            "--host",
+            target.url,
+            "-u",
+            "4",
+            "-d",
+            "60s",
+            "--quiet",
+            "--summary-export",
+            str(export),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     summary = json.loads(export.read_text())

@@ -67,7 +67,8 @@ def test_partitions_cover_everything_exactly_once():
 def test_constant_arrivals_are_exact():
     times = list(arrival_times(ArrivalRate(rate=200, duration=5)))
     assert len(times) == 1000
-    assert times[0] == 0 and times[-1] == pytest.approx(4.995)
+    assert times[0] == 0
+    assert times[-1] == pytest.approx(4.995)
 
 
 def test_ramped_arrivals_follow_the_integral_of_the_rate():

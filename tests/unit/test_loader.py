@@ -40,7 +40,8 @@ def test_loads_scenarios_with_weights_and_hooks(tmp_path):
     )
     loaded = load_path(p)
     assert [(s.name, s.weight) for s in loaded.scenarios] == [("a", 3.0), ("b", 1.0)]
-    assert loaded.setup is not None and loaded.vu_setup is not None
+    assert loaded.setup is not None
+    assert loaded.vu_setup is not None
     assert loaded.thresholds == ("http_req_duration:p(95)<200",)
 
 

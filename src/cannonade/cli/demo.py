@@ -9,7 +9,6 @@ from pathlib import Path
 from cannonade.cli.options import add_run_arguments
 from cannonade.cli.run import EXIT_ERROR, exit_code, prepare, run_prepared
 from cannonade.errors import CannonadeError
-from cannonade.model.metrics import HTTP_REQS
 from cannonade.report.text import render_summary
 from cannonade.target.process import TargetProcess
 
@@ -33,8 +32,17 @@ def demo_command(args: argparse.Namespace) -> int:
         run_args = argparse.ArgumentParser(add_help=False)
         run_args.add_argument("scenario")
         add_run_arguments(run_args)
-        argv = [str(quickstart), "--host", target.url, "-u", args.users, "-d", args.duration,
-                "--rampup", "2s"]
+        argv = [
+            str(quickstart),
+            "--host",
+            target.url,
+            "-u",
+            args.users,
+            "-d",
+            args.duration,
+            "--rampup",
+            "2s",
+        ]
         if args.quiet:
             argv.append("--quiet")
         ns = run_args.parse_args(argv)

@@ -67,7 +67,8 @@ def build_model(a: argparse.Namespace) -> LoadModel:
     _positive(a.hits, "--hits")
     _positive(a.iterations, "--iterations")
     if a.rate is not None or a.rate_stages is not None:
-        for opt, val in (("--hits", a.hits), ("--stages", a.stages), ("--iterations", a.iterations)):
+        closed = (("--hits", a.hits), ("--stages", a.stages), ("--iterations", a.iterations))
+        for opt, val in closed:
             if val is not None:
                 raise ConfigError(f"{opt} belongs to a closed model; it cannot go with --rate")
         rate = parse_rate(a.rate, "--rate") if a.rate is not None else 0.0

@@ -29,7 +29,7 @@ from cannonade.model.metrics import VUS, VUS_MAX, IntervalDelta, Key
 from cannonade.model.recorder import Recorder
 from cannonade.scenarios.loader import LoadedScenario
 
-Sink = Callable[[IntervalDelta], None]
+Sink = Callable[[IntervalDelta], object]
 
 
 @dataclass(slots=True)

@@ -60,7 +60,7 @@ async def _cycle_vu(
     try:
         if model.hits is not None:
             for _ in range(model.hits):
-                if rt.phase_over:
+                if rt.is_phase_over():  # a call: the flag changes while we await
                     break
                 await rt.iterate(vu)
         else:
@@ -229,9 +229,7 @@ async def run_arrival_rate(rt: Runtime, model: ArrivalRate) -> None:
         spawn()
 
     async def dispatch() -> None:
-        times = arrival_times(model)
-        index = 0
-        for t in times:
+        for index, t in enumerate(arrival_times(model)):
             if index % part.count == part.index:
                 when = start + t
                 if when > loop.time():
@@ -245,7 +243,6 @@ async def run_arrival_rate(rt: Runtime, model: ArrivalRate) -> None:
                     idle.popleft().set_result(None)
                 elif len(tasks) < max_vus:
                     spawn()
-            index += 1
 
     dispatcher = asyncio.create_task(dispatch())
     planned = sum(s.duration for s in model.stages) if model.stages else model.duration

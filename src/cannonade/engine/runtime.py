@@ -167,6 +167,9 @@ class Runtime:
         self.recorder.error(kind, message, sample)
 
     # -- stopping ----------------------------------------------------------------------
+    def is_phase_over(self) -> bool:
+        return self.phase_over
+
     def stop(self) -> None:
         """Start no new iteration; running ones get the graceful-stop time."""
         self.stopping = True
@@ -177,8 +180,8 @@ class Runtime:
         """Wait for a phase's VU tasks until ``timeout`` (None: until they end) or a stop;
         then let running iterations finish within graceful-stop and cancel the rest."""
         if tasks:
-            everything = asyncio.gather(*tasks, return_exceptions=True)
-            stopper = asyncio.ensure_future(self.stop_event.wait())
+            everything: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+            stopper: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())
             try:
                 await asyncio.wait(
                     {everything, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

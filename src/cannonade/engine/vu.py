@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from cannonade.model.metrics import CHECKS, Key, Kind
-from cannonade.model.recorder import TRUE, FALSE, Recorder, Samples
+from cannonade.model.recorder import FALSE, TRUE, Recorder, Samples
 
 if TYPE_CHECKING:
     from cannonade.engine.http import HttpClient

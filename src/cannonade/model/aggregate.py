@@ -48,8 +48,17 @@ class SecondPoint:
     """Everything measured run-wide in one epoch second."""
 
     counters: dict[Key, float] = field(default_factory=dict)
-    gauges: dict[Key, float] = field(default_factory=dict)  # summed over sources
     trends: dict[Key, Histogram] = field(default_factory=dict)
+    # A gauge is a level, not an amount: a source that sends two deltas for one second
+    # reports its level twice. Keep its last value and sum across sources.
+    by_source: dict[tuple[str, int, Key], float] = field(default_factory=dict)
+
+    @property
+    def gauges(self) -> dict[Key, float]:
+        out: dict[Key, float] = {}
+        for (_, _, key), v in self.by_source.items():
+            out[key] = out.get(key, 0.0) + v
+        return out
 
 
 @dataclass(slots=True)
@@ -60,8 +69,8 @@ class GaugeStat:
 
 
 class Aggregator:
-    """Merges deltas. ``keep_series_trends`` keeps per-second histograms (for charts)
-    only for the metrics named, so a long run's memory stays small."""
+    """Merges deltas. ``series_trends`` names the metrics whose per-second histograms are
+    kept (for charts), so a long run's memory stays small."""
 
     def __init__(self, series_trends: frozenset[str] = frozenset({"http_req_duration"})) -> None:
         self.trends: dict[Key, Histogram] = {}
@@ -74,9 +83,7 @@ class Aggregator:
 
     def add(self, delta: IntervalDelta) -> bool:
         """Apply a delta; False if it was a duplicate and was ignored."""
-        tracker = self.sources.setdefault(
-            (delta.source.agent, delta.source.cannon), SeqTracker()
-        )
+        tracker = self.sources.setdefault((delta.source.agent, delta.source.cannon), SeqTracker())
         if not tracker.accept(delta.seq):
             return False
         if delta.final:
@@ -94,7 +101,7 @@ class Aggregator:
             self.counters[key] = self.counters.get(key, 0.0) + n
             point.counters[key] = point.counters.get(key, 0.0) + n
         for key, v in delta.gauges.items():
-            point.gauges[key] = point.gauges.get(key, 0.0) + v
+            point.by_source[(delta.source.agent, delta.source.cannon, key)] = v
         for e in delta.errors:
             g = self.errors.get((e.kind, e.message))
             if g is None:
@@ -156,6 +163,10 @@ class Aggregator:
 
     def gaps(self) -> dict[tuple[str, int], list[int]]:
         return {src: t.gaps() for src, t in self.sources.items() if t.gaps()}
+
+    def unfinished(self) -> list[tuple[str, int]]:
+        """Sources whose final delta never arrived: their last seconds may be missing."""
+        return [src for src, t in self.sources.items() if not t.finished]
 
     @property
     def first_second(self) -> int | None:

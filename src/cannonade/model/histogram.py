@@ -100,9 +100,7 @@ class Histogram:
     def record(self, seconds: float) -> None:
         self.record_many([seconds])
 
-    def add_sparse(
-        self, bins: SparseBins, count: int, total: float, lo: float, hi: float
-    ) -> None:
+    def add_sparse(self, bins: SparseBins, count: int, total: float, lo: float, hi: float) -> None:
         if count == 0:
             return
         np.add.at(self._dense(), bins.index.astype(np.int64), bins.count)

@@ -2,7 +2,7 @@
 
 Names follow k6 where k6 has one. A measurement is addressed by a :class:`Key`:
 the metric, the request/scenario/check name it belongs to, the HTTP method, and one
-free tag (a status code, an error kind, ``pass``/``fail`` for checks).
+free tag (a status code, an error kind, ``true``/``false`` for rate metrics).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Key(NamedTuple):
 
 
 # Built-in metrics and their kinds. A RATE is stored as two counters (the metric with
-# tag "pass" and with tag "fail") so that merging stays a plain sum.
+# tag "true" and with tag "false") so that merging stays a plain sum.
 HTTP_REQS = "http_reqs"
 HTTP_REQ_FAILED = "http_req_failed"
 HTTP_REQ_DURATION = "http_req_duration"
@@ -89,9 +89,7 @@ BUILTIN_KINDS: dict[str, Kind] = {
 }
 
 # Metrics whose values are durations (seconds internally, milliseconds when shown).
-TIME_METRICS = frozenset(
-    m for m, k in BUILTIN_KINDS.items() if k is Kind.TREND
-)
+TIME_METRICS = frozenset(m for m, k in BUILTIN_KINDS.items() if k is Kind.TREND)
 
 
 @dataclass(slots=True)

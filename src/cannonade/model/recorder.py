@@ -86,7 +86,7 @@ class RequestSlot:
 
 
 class Samples:
-    """A buffer of one trend's samples (seconds, or plain numbers for custom trends)."""
+    """A buffer of one trend's samples, in seconds (every trend is a duration)."""
 
     __slots__ = ("values",)
 
@@ -161,7 +161,7 @@ class Recorder:
         trends = delta.trends
         counters = delta.counters
         for slot in self._requests.values():
-            if not slot.status:
+            if not (slot.status or slot.errors or slot.connecting):
                 continue
             name, method = slot.name, slot.method
             statuses = slot.status
@@ -203,4 +203,3 @@ class Recorder:
         delta.errors = list(self._errors.values())
         self._errors = {}
         return delta
-

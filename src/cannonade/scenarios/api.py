@@ -63,11 +63,10 @@ def _check(fn: Callable[..., Any], role: Role) -> None:
             f"@{role.value} function {name!r} must be a coroutine: `{expected}`", where(fn)
         )
     params = list(inspect.signature(fn).parameters.values())
-    positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [
-        p for p in params
+        p
+        for p in params
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     takes_varargs = any(p.kind is p.VAR_POSITIONAL for p in params)

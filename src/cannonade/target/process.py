@@ -47,7 +47,7 @@ class TargetProcess:
                 if not line:
                     break
                 if line.startswith(READY_PREFIX):
-                    return cls(proc, line[len(READY_PREFIX):].strip())
+                    return cls(proc, line[len(READY_PREFIX) :].strip())
         finally:
             sel.close()
         cls._terminate(proc)

@@ -1,0 +1,147 @@
+"""The engine's executors, in process, with scenarios that do no I/O."""
+
+import asyncio
+import textwrap
+
+import pytest
+
+from cannonade.config import (
+    ArrivalRate,
+    Cycles,
+    EngineOptions,
+    Partition,
+    RampingVus,
+    SharedIterations,
+    Stage,
+)
+from cannonade.engine.engine import Engine
+from cannonade.model.aggregate import Aggregator
+from cannonade.model.metrics import SourceId
+from cannonade.model.recorder import Recorder
+from cannonade.scenarios.loader import load_path
+
+COUNTING = """
+from cannonade import scenario, setup, teardown, vu_setup
+
+SEEN = []
+
+@setup
+async def s(vu):
+    return {"token": "abc"}
+
+@vu_setup
+async def v(vu):
+    vu.state["n"] = 0
+
+@scenario(weight=1)
+async def a(vu):
+    assert vu.setup_data == {"token": "abc"}
+    vu.state["n"] += 1
+    SEEN.append(vu.id)
+    await vu.sleep(0)
+
+@scenario(weight=1)
+async def b(vu):
+    vu.check(vu.id >= 0, "id is global")
+    await vu.sleep(0.001)
+"""
+
+
+@pytest.fixture
+def counting(tmp_path):
+    p = tmp_path / "counting.py"
+    p.write_text(textwrap.dedent(COUNTING))
+    return load_path(p)
+
+
+def run(scenario, model, partitions=1, **kw):
+    agg = Aggregator()
+
+    async def main():
+        engines = [
+            Engine(
+                scenario,
+                EngineOptions(model=model, graceful_stop=5, seed=1, **kw),
+                agg.add,
+                partition=Partition(i, partitions),
+                recorder=Recorder(SourceId("a", i)),
+            )
+            for i in range(partitions)
+        ]
+        await asyncio.gather(*(e.run() for e in engines))
+
+    asyncio.run(main())
+    return agg
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 3])
+def test_cycles_with_hits_are_exact_across_partitions(counting, partitions):
+    agg = run(counting, Cycles(users=(2, 3), hits=2), partitions)
+    assert agg.count("iterations") == 10
+    assert agg.count("iteration_errors") == 0
+    assert agg.count("checks", tag="true") == agg.count("iterations", name="b")
+    assert not agg.gaps()
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 4])
+def test_shared_iterations_are_exact(counting, partitions):
+    agg = run(counting, SharedIterations(vus=5, iterations=37), partitions)
+    assert agg.count("iterations") == 37
+
+
+def test_duration_cycles_stop_on_time(counting):
+    agg = run(counting, Cycles(users=(3,), duration=0.5))
+    assert agg.count("iterations") > 10
+    assert agg.gauge("vus").max <= 3
+
+
+def test_ramping_vus_reach_their_target(counting):
+    agg = run(counting, RampingVus(stages=(Stage(0.3, 4), Stage(0.5, 4))))
+    assert agg.gauge("vus_max").max == 4
+    assert agg.count("iterations") > 0
+
+
+@pytest.mark.parametrize("partitions", [1, 2])
+def test_arrival_rate_starts_every_arrival(counting, partitions):
+    agg = run(counting, ArrivalRate(rate=100, duration=1.0), partitions)
+    assert agg.count("iterations") + agg.count("dropped_iterations") == 100
+    assert agg.count("iterations") >= 98
+
+
+def test_exceptions_are_grouped_with_one_sample(tmp_path):
+    p = tmp_path / "boom.py"
+    p.write_text(
+        textwrap.dedent("""
+        from cannonade import scenario
+
+        @scenario
+        async def boom(vu):
+            raise KeyError(vu.iteration % 2)
+    """)
+    )
+    agg = run(load_path(p), Cycles(users=(2,), hits=3))
+    assert agg.count("iterations") == 6
+    assert agg.count("iteration_errors") == 6
+    groups = sorted((e.message, e.count) for e in agg.errors.values())
+    assert groups == [("0", 4), ("1", 2)]
+    assert all("Traceback" in e.sample and "boom.py" in e.sample for e in agg.errors.values())
+
+
+def test_failing_setup_runs_no_load(tmp_path):
+    p = tmp_path / "nosetup.py"
+    p.write_text(
+        textwrap.dedent("""
+        from cannonade import scenario, setup
+
+        @setup
+        async def s(vu):
+            raise RuntimeError("no database")
+
+        @scenario
+        async def a(vu):
+            pass
+    """)
+    )
+    agg = run(load_path(p), Cycles(users=(2,), hits=3))
+    assert agg.count("iterations") == 0
+    assert [e.kind for e in agg.errors.values()] == ["RuntimeError"]
