@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from cannonade.target.pytest_plugin import TargetProcess
+from cannonade.target.process import TargetProcess
 
 pytestmark = pytest.mark.e2e
 

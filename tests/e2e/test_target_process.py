@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from cannonade.target.pytest_plugin import READY_PREFIX, TargetProcess, start_target
+from cannonade.target.process import READY_PREFIX, TargetProcess, start_target
 
 pytestmark = pytest.mark.e2e
 
@@ -143,7 +143,7 @@ def test_no_orphan_when_the_parent_dies_without_cleaning_up() -> None:
     # The middle process starts a target the way the fixture does, then exits abruptly.
     script = (
         "import os\n"
-        "from cannonade.target.pytest_plugin import start_target\n"
+        "from cannonade.target.process import start_target\n"
         "t = start_target()\n"
         "print(t.pid, flush=True)\n"
         "os._exit(0)\n"

@@ -10,7 +10,7 @@ from typing import Any
 import httptools
 import pytest
 
-from cannonade.target.pytest_plugin import TargetProcess
+from cannonade.target.process import TargetProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import http.client
 import pytest
 from websockets.asyncio.client import connect
 
-from cannonade.target.pytest_plugin import TargetProcess
+from cannonade.target.process import TargetProcess
 
 pytestmark = pytest.mark.e2e
 

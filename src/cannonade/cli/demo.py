@@ -10,7 +10,7 @@ from cannonade.cli.options import add_run_arguments
 from cannonade.cli.run import EXIT_ERROR, exit_code, prepare, run_prepared
 from cannonade.errors import CannonadeError
 from cannonade.report.text import render_summary
-from cannonade.target.process import TargetProcess
+from cannonade.target.process import start_target
 
 
 def find_quickstart() -> Path | None:
@@ -27,7 +27,7 @@ def demo_command(args: argparse.Namespace) -> int:
     if quickstart is None:
         print("error: examples/quickstart.py not found (run from the repository)", file=sys.stderr)
         return EXIT_ERROR
-    with TargetProcess.start() as target:
+    with start_target() as target:
         print(f"embedded target: {target.url}")
         run_args = argparse.ArgumentParser(add_help=False)
         run_args.add_argument("scenario")
