@@ -768,6 +768,7 @@ class Row:
     errors: int = 0
     seconds: float = 0.0
     client_cpu: float = 0.0
+    client_user: float = 0.0
     wall: float = 0.0
     nginx_cpu: float = 0.0
     steady_us: float | None = None
@@ -781,6 +782,15 @@ class Row:
     @property
     def us_per_req(self) -> float | None:
         return self.client_cpu / self.requests * 1e6 if self.requests else None
+
+    @property
+    def user_sys(self) -> str:
+        """User and sys µs per request, e.g. ``17.1 / 8.2``: the tool's own code vs the kernel."""
+        if not self.requests:
+            return "–"
+        user = self.client_user / self.requests * 1e6
+        sys_ = (self.client_cpu - self.client_user) / self.requests * 1e6
+        return f"{user:.1f} / {sys_:.1f}"
 
     @property
     def client_share(self) -> float:
@@ -891,19 +901,19 @@ def render_markdown(
         f"Measured {machine.date} with `{command}` on {machine.describe()}.",
         *([f"Versions: {'; '.join(versions)}."] if versions else []),
         "",
-        "| client | requests | req/s | client CPU % | CPU µs/req | steady µs/req "
-        "| vs wrk | nginx CPU % | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| client | requests | req/s | client CPU % | CPU µs/req | user / sys | "
+        "steady µs/req | vs wrk | nginx CPU % | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r.skipped:
-            lines.append(f"| {r.label} | skipped: {r.skipped} | | | | | | | |")
+            lines.append(f"| {r.label} | skipped: {r.skipped} | | | | | | | | |")
             continue
         us = r.us_per_req
         ratio = f"{us / wrk_us:.1f}x" if us and wrk_us else "–"
         lines.append(
             f"| {r.label} | {r.requests:,} | {r.rate:,.0f} | {r.client_share:.0%} "
-            f"| {_fmt(us, '.1f')} | {_fmt(r.steady_us, '.1f')} | {ratio} "
+            f"| {_fmt(us, '.1f')} | {r.user_sys} | {_fmt(r.steady_us, '.1f')} | {ratio} "
             f"| {r.nginx_share:.0%} | {r.errors:,} |"
         )
     lines += ["", "Targets:", ""]
@@ -911,7 +921,9 @@ def render_markdown(
     lines += [
         "",
         "*CPU µs/req* is the client's user+sys CPU time (whole process tree, from "
-        "`wait4`, start-up included) divided by the requests it completed. *Steady* is the "
+        "`wait4`, start-up included) divided by the requests it completed; *user / sys* "
+        "splits it into the client's own code and the kernel (sockets, wake-ups). "
+        "*Steady* is the "
         "same over the middle of the run (start-up, ramp and shutdown cut off), from "
         "`/proc` samples against nginx's own request counter. *client CPU %* and "
         "*nginx CPU %* are CPU time over wall time: nginx near 100% means the target, "
@@ -926,7 +938,7 @@ def render_console(rows: Sequence[Row], targets: Sequence[Target]) -> str:
     wrk_us = next((r.us_per_req for r in rows if r.tool == "wrk" and r.us_per_req), None)
     head = (
         f"{'client':<24}{'requests':>10}{'secs':>7}{'req/s':>9}{'cli%':>6}"
-        f"{'µs/req':>9}{'steady':>9}{'vs wrk':>8}{'nginx%':>8}{'errors':>8}"
+        f"{'µs/req':>9}{'user / sys':>14}{'steady':>9}{'vs wrk':>8}{'nginx%':>8}{'errors':>8}"
     )
     out = [head, "-" * len(head)]
     for r in rows:
@@ -937,7 +949,8 @@ def render_console(rows: Sequence[Row], targets: Sequence[Target]) -> str:
         ratio = f"{us / wrk_us:.1f}x" if us and wrk_us else "–"
         out.append(
             f"{r.label:<24}{r.requests:>10,}{r.seconds:>7.1f}{r.rate:>9,.0f}"
-            f"{r.client_share:>6.0%}{_fmt(us, '.1f'):>9}{_fmt(r.steady_us, '.1f'):>9}"
+            f"{r.client_share:>6.0%}{_fmt(us, '.1f'):>9}{r.user_sys:>14}"
+            f"{_fmt(r.steady_us, '.1f'):>9}"
             f"{ratio:>8}{r.nginx_share:>8.0%}{r.errors:>8,}"
         )
     out.append("")
@@ -1014,7 +1027,7 @@ def run_tool(
         sample=sample,
     )
     row.nginx_cpu = nginx.cpu_seconds() - nginx_before
-    row.wall, row.client_cpu = done.wall, done.cpu
+    row.wall, row.client_cpu, row.client_user = done.wall, done.cpu, done.user
     if done.timed_out:
         row.skipped = f"did not finish within {seconds + 60}s (stopped)"
         return row
