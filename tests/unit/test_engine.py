@@ -65,6 +65,9 @@ def run(scenario, model, partitions=1, **kw):
                 agg.add,
                 partition=Partition(i, partitions),
                 recorder=Recorder(SourceId("a", i)),
+                # Setup runs once per run (partition 0); the others are handed its data,
+                # as the HQ hands it to agents.
+                setup_data=None if i == 0 else {"token": "abc"},
             )
             for i in range(partitions)
         ]

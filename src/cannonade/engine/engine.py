@@ -142,6 +142,6 @@ class Engine:
 
     def _flush(self, second: int, final: bool = False) -> None:
         rt = self.runtime
-        self.recorder.gauge(Key(VUS), float(rt.active))
-        self.recorder.gauge(Key(VUS_MAX), float(len(rt.vus)))
+        self.recorder.gauge(Key(VUS), float(rt.take_peak()))
+        self.recorder.gauge(Key(VUS_MAX), float(rt.allocated))
         self.sink(self.recorder.flush(second, final=final))

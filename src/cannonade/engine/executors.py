@@ -56,7 +56,7 @@ async def _cycle_vu(
     vu = await rt.vu(j)
     if vu is None:
         return
-    rt.active += 1
+    rt.enter()
     try:
         if model.hits is not None:
             for _ in range(model.hits):
@@ -67,7 +67,7 @@ async def _cycle_vu(
             while not rt.phase_over:
                 await rt.iterate(vu)
     finally:
-        rt.active -= 1
+        rt.leave()
 
 
 # -- closed: shared iterations ------------------------------------------------------------
@@ -80,13 +80,13 @@ async def run_shared_iterations(rt: Runtime, model: SharedIterations) -> None:
         vu = await rt.vu(j)
         if vu is None:
             return
-        rt.active += 1
+        rt.enter()
         try:
             while remaining[0] > 0 and not rt.phase_over:
                 remaining[0] -= 1
                 await rt.iterate(vu)
         finally:
-            rt.active -= 1
+            rt.leave()
 
     tasks = [asyncio.create_task(one(j)) for j in range(model.vus) if rt.partition.owns(j)]
     await rt.finish(tasks, rt.options.max_duration)
@@ -120,13 +120,13 @@ async def run_ramping_vus(rt: Runtime, model: RampingVus) -> None:
         vu = await rt.vu(j)
         if vu is None:
             return
-        rt.active += 1
+        rt.enter()
         try:
             # Retire once ramped down past this id; the iteration in flight completes.
             while not rt.phase_over and j < desired[0]:
                 await rt.iterate(vu)
         finally:
-            rt.active -= 1
+            rt.leave()
             running.pop(j, None)
 
     async def control() -> None:
@@ -209,11 +209,11 @@ async def run_arrival_rate(rt: Runtime, model: ArrivalRate) -> None:
             if pending:
                 intended = pending.popleft()
                 lag = loop.time() - intended
-                rt.active += 1
+                rt.enter()
                 try:
                     await rt.iterate(vu, lag if lag > 0 else 0.0)
                 finally:
-                    rt.active -= 1
+                    rt.leave()
             elif rt.phase_over:
                 return
             else:

@@ -82,7 +82,9 @@ class Runtime:
         self._total_weight = total
         self._error_groups: set[tuple[str, str]] = set()
         self.vus: dict[int, VU] = {}
-        self.active = 0  # VUs currently running iterations (the `vus` gauge)
+        self.active = 0  # VUs currently running iterations
+        self.peak = 0  # most VUs active at once since the last flush (the `vus` gauge)
+        self.allocated = 0  # VUs created and set up (the `vus_max` gauge)
         self.stopping = False  # a stop was asked for: start nothing new
         self.phase_over = False  # the current phase's time is up
         self.stop_event = asyncio.Event()
@@ -107,6 +109,7 @@ class Runtime:
             return vu
         vu = self.new_vu(vu_id)
         self.vus[vu_id] = vu
+        self.allocated += 1
         hook = self.scenario.vu_setup
         if hook is not None:
             try:
@@ -116,6 +119,7 @@ class Runtime:
             except Exception as e:
                 self.record_exception(e, "vu_setup")
                 del self.vus[vu_id]
+                self.allocated -= 1
                 await vu.http.close()
                 return None
         return vu
@@ -130,6 +134,19 @@ class Runtime:
                     self.record_exception(e, "vu_teardown")
             await vu.http.close()
         self.vus.clear()
+
+    def enter(self) -> None:
+        """A VU starts running (closed models) or starts an iteration (open model)."""
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+
+    def leave(self) -> None:
+        self.active -= 1
+
+    def take_peak(self) -> int:
+        """The interval's peak of active VUs; the next interval starts from now."""
+        peak, self.peak = self.peak, self.active
+        return peak
 
     # -- iterations --------------------------------------------------------------------
     async def iterate(self, vu: VU, lag: float = 0.0) -> None:

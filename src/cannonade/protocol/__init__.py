@@ -1,0 +1,1 @@
+"""Bytes <-> typed messages. No I/O here; decoders raise only ``ProtocolError``."""
