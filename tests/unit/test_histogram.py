@@ -61,7 +61,8 @@ def test_out_of_range_values_are_clamped():
     h = Histogram()
     h.record_many([-1.0, 0.0, 10_000.0])
     assert h.count == 3
-    assert h.min == -1.0 and h.max == 10_000.0
+    assert h.min == -1.0
+    assert h.max == 10_000.0
 
 
 @settings(max_examples=60, deadline=None)
@@ -87,5 +88,6 @@ def test_merge_of_parts_equals_whole(parts):
     assert merged.count == whole.count
     if whole.count:
         assert merged.percentiles(qs) == whole.percentiles(qs)
-        assert merged.min == whole.min and merged.max == whole.max
+        assert merged.min == whole.min
+        assert merged.max == whole.max
         assert merged.sum == pytest.approx(whole.sum)
