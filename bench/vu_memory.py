@@ -192,7 +192,7 @@ def render(
                 else f"{r.vus:>8,}  failed: {r.failed}"
             )
             continue
-        per_vu = f"{r.peak_kib / r.vus:,.1f} KiB"
+        per_vu = f"{r.peak_kib / r.vus:,.1f} KiB" if r is not base else "(baseline)"
         marginal = "–"
         if base is not None and r is not base and not base.failed and r.vus > base.vus:
             marginal = f"{(r.peak_kib - base.peak_kib) / (r.vus - base.vus):,.1f} KiB"
