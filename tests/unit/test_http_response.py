@@ -109,9 +109,22 @@ def test_error_response_and_raise_for_status() -> None:
     assert good.raise_for_status() is good
 
 
-def test_might_set_cookie() -> None:
-    assert not might_set_cookie(b"HTTP/1.1 200 OK\r\nA: set-cookie:\r\n\r\nset-cookie: x")
-    assert might_set_cookie(b"HTTP/1.1 200 OK\r\nSET-COOKIE: a=1\r\n\r\n")
-    assert might_set_cookie(b"HTTP/1.1 200 OK\r\nA: 1")  # head not complete: look properly
+@pytest.mark.parametrize("whole", [True, False])
+def test_might_set_cookie(whole: bool) -> None:
+    assert not might_set_cookie(b"HTTP/1.1 200 OK\r\nA: set-cookie:\r\n\r\nbody", whole)
+    assert might_set_cookie(b"HTTP/1.1 200 OK\r\nSET-COOKIE: a=1\r\n\r\n", whole)
+    assert might_set_cookie(b"HTTP/1.1 200 OK\r\nsEt-CoOkIe: a=1\r\n\r\n", whole)
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+    assert not might_set_cookie(big, whole)
+    assert might_set_cookie(big.replace(b"Content", b"Set-Cookie: a=1\r\nContent"), whole)
+
+
+def test_might_set_cookie_looks_properly_at_a_split_head() -> None:
+    assert might_set_cookie(b"HTTP/1.1 200 OK\r\nA: 1", False)
+    r = resp(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\nx\r\nSet-Cookie: no\r\n")
+    assert r.set_cookie_values() == []
+
+
+def test_set_cookie_values() -> None:
     r = resp(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Path=/\r\nset-cookie: b=2\r\n\r\n")
     assert r.set_cookie_values() == ["a=1; Path=/", "b=2"]

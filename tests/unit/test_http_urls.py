@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cannonade.engine.http.urls import default_name, join, resolve, split, with_params
+from cannonade.engine.http.urls import default_name, encode_query, join, resolve, split
 from cannonade.errors import ConfigError
 
 
@@ -37,12 +37,15 @@ def test_default_name_drops_query(url: str, name: str) -> None:
     assert default_name(url) == name
 
 
-def test_with_params_appends_and_merges() -> None:
-    assert with_params("/a", {"x": 1, "y": "two words"}) == "/a?x=1&y=two+words"
-    assert with_params("/a?z=0", [("x", "1")]) == "/a?z=0&x=1"
-    assert with_params("/a?", {"x": 1.5}) == "/a?x=1.5"
-    assert with_params("/a#f", {"x": 1}) == "/a?x=1#f"
-    assert with_params("/a", None) == "/a"
+def test_query_appends_and_merges() -> None:
+    assert encode_query({"x": 1, "y": "two words"}) == "x=1&y=two+words"
+    assert encode_query([("x", "1"), ("x", "2")]) == "x=1&x=2"
+    t = split("http://h/a").with_query("x=1")
+    assert (t.url, t.target) == ("http://h/a?x=1", "/a?x=1")
+    t = split("http://h/a?z=0#f").with_query("x=1")
+    assert (t.url, t.target) == ("http://h/a?z=0&x=1#f", "/a?z=0&x=1")
+    assert split("http://h/a?").with_query("x=1").target == "/a?x=1"
+    assert split("http://h/a").with_query("").target == "/a"
 
 
 def test_split_origin_and_target() -> None:

@@ -17,15 +17,9 @@ from typing import Any
 from cannonade.engine.http.cookies import CookieJar
 from cannonade.engine.http.errors import CLOSED, RESET, TransportFailure
 from cannonade.engine.http.pool import Opened, Pool, make_ssl_context
-from cannonade.engine.http.request import (
-    Data,
-    Prepared,
-    encode_body,
-    encode_head,
-    merge_headers,
-)
+from cannonade.engine.http.request import Data, Prepared, Stem, encode_body, merge_headers
 from cannonade.engine.http.response import Response, might_set_cookie
-from cannonade.engine.http.urls import Params, default_name, join, resolve, split, with_params
+from cannonade.engine.http.urls import Params, default_name, encode_query, join, resolve, split
 from cannonade.errors import ConfigError
 from cannonade.model.recorder import Recorder, RequestSlot
 
@@ -81,6 +75,7 @@ class HttpShared:
         self._cached = 0
         self.prepared: dict[str, dict[str, Prepared]] = {}
         self._slots: dict[str, dict[str, RequestSlot]] = {}
+        self._stems: dict[str, dict[str, Stem]] = {}
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -97,7 +92,7 @@ class HttpShared:
         return slot
 
     def prepared_for(self, method: str) -> dict[str, Prepared]:
-        """The cache of one method's encoded requests, by URL as written.
+        """The cache of one method's bodiless encoded requests, by URL as written.
 
         The dict object is stable (cleared in place when full), so a client may hold it.
         """
@@ -106,16 +101,25 @@ class HttpShared:
             by_url = self.prepared[method] = {}
         return by_url
 
+    def stem(self, method: str, url: str) -> Stem:
+        """The parsed URL and fixed header lines of (method, URL as written), cached."""
+        by_url = self._stems.get(method)
+        if by_url is None:
+            by_url = self._stems[method] = {}
+        stem = by_url.get(url)
+        if stem is None:
+            if len(by_url) >= self._cache_size:
+                by_url.clear()
+            name = default_name(url)
+            upper = method.upper()
+            target = split(resolve(url, self.base_url))
+            stem = Stem(upper, target, name, self.slot(name, upper), self.headers)
+            by_url[url] = stem
+        return stem
+
     def prepare_cached(self, method: str, url: str) -> Prepared:
         """Encode a request without per-call parts and keep it for the next time."""
-        prep = self.build(
-            method,
-            resolve(url, self.base_url),
-            headers=None,
-            body=b"",
-            content_type=None,
-            name=default_name(url),
-        )
+        prep = self.stem(method, url).prepare()
         if self._cached >= self._cache_size:
             for by_method in self.prepared.values():
                 by_method.clear()
@@ -134,32 +138,13 @@ class HttpShared:
         json: Any,
         data: Data | None,
     ) -> Prepared:
-        """Encode a request with per-call parts (not cached)."""
+        """Encode a request with per-call parts (only its stem is cached)."""
         body, content_type = encode_body(json, data)
-        absolute = with_params(resolve(url, self.base_url), params)
-        return self.build(
-            method, absolute, headers=headers, body=body, content_type=content_type,
-            name=default_name(url),
-        )
-
-    def build(
-        self,
-        method: str,
-        absolute: str,
-        *,
-        headers: Mapping[str, str] | None,
-        body: bytes,
-        content_type: str | None,
-        name: str,
-    ) -> Prepared:
-        method = method.upper()
-        target = split(absolute)
-        head = encode_head(
-            method, target, merge_headers(self.headers, headers), body, content_type
-        )
-        return Prepared(
-            method, target, name, head=head, body=body, content_type=content_type,
-            slot=self.slot(name, method),
+        return self.stem(method, url).prepare(
+            query=encode_query(params) if params else None,
+            headers=headers,
+            body=body,
+            content_type=content_type,
         )
 
     def name_for(self, absolute: str) -> str:
@@ -448,7 +433,7 @@ class HttpClient:
             if opened.tls is not None:
                 slot.tls.append(opened.tls)
         response = Response(prep.method, prep.url, status, elapsed, raw, more)
-        if raw is not None and (interim or might_set_cookie(raw)):
+        if raw is not None and (interim or might_set_cookie(raw, more is None)):
             jar.update(response.set_cookie_values(), prep.origin.host, prep.path)
         return response
 
@@ -521,13 +506,13 @@ class HttpClient:
         if not keep_body and headers:
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         shared = self._shared
-        return shared.build(
-            method,
-            url,
+        name = shared.name_for(url)
+        return shared.stem(method, url).prepare(
             headers=headers,
             body=prep.body if keep_body else b"",
             content_type=prep.content_type if keep_body else None,
-            name=shared.name_for(url),
+            name=name,
+            slot=shared.slot(name, method),
         )
 
 

@@ -103,29 +103,94 @@ def merge_headers(
     return merged
 
 
-def encode_head(
-    method: str,
-    target: Target,
-    headers: Mapping[str, str],
-    body: bytes,
-    content_type: str | None,
-) -> bytes:
-    """Request line and header lines (each ending CRLF), without the blank line."""
-    lines = [f"{method} {target.target} HTTP/1.1", f"Host: {target.origin.host_header}"]
-    has_type = False
+# Framing headers are the client's to write; a scenario's value would corrupt the stream.
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
+HeaderLines = list[tuple[str, bytes]]  # (lower-case name, b"Name: value\r\n")
+
+
+def header_lines(headers: Mapping[str, str]) -> HeaderLines:
+    lines: HeaderLines = []
     for k, v in headers.items():
         if "\r" in k or "\n" in k or "\r" in v or "\n" in v:
             raise ValueError(f"header {k!r} contains a line break")
         low = k.lower()
-        if low in ("host", "content-length", "transfer-encoding"):
-            if low == "host":
-                lines[1] = f"Host: {v}"
-            continue
-        has_type = has_type or low == "content-type"
-        lines.append(f"{k}: {v}")
-    if content_type is not None and not has_type:
-        lines.append(f"Content-Type: {content_type}")
-    if body or method in BODY_METHODS:
-        lines.append(f"Content-Length: {len(body)}")
-    lines.append("")
-    return "\r\n".join(lines).encode("latin-1")
+        if low not in _FRAMING:
+            lines.append((low, f"{k}: {v}\r\n".encode("latin-1")))
+    return lines
+
+
+class Stem:
+    """What every request for one (method, URL as written) shares, encoded once.
+
+    Cached on ``HttpShared``, so a request with per-call parts (params, headers, a body)
+    costs string joins, not URL parsing and header formatting.
+    """
+
+    __slots__ = ("fields", "has_type", "line", "lines", "method", "name", "slot", "target")
+
+    def __init__(
+        self,
+        method: str,
+        target: Target,
+        name: str,
+        slot: RequestSlot,
+        defaults: Mapping[str, str],
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.name = name
+        self.slot = slot
+        self.line = _request_line(method, target)
+        lines = header_lines(defaults)
+        if not any(low == "host" for low, _ in lines):
+            lines.insert(0, ("host", f"Host: {target.origin.host_header}\r\n".encode()))
+        self.lines = lines
+        self.fields = b"".join(line for _, line in lines)
+        self.has_type = any(low == "content-type" for low, _ in lines)
+
+    def prepare(
+        self,
+        *,
+        query: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+        name: str | None = None,
+        slot: RequestSlot | None = None,
+    ) -> Prepared:
+        """A request from this stem, with the per-call parts given."""
+        method = self.method
+        target = self.target
+        line = self.line
+        if query:
+            target = target.with_query(query)
+            line = _request_line(method, target)
+        fields = self.fields
+        has_type = self.has_type
+        if headers:
+            call = header_lines(headers)
+            override = {low for low, _ in call}
+            fields = b"".join(
+                [line for low, line in self.lines if low not in override]
+                + [line for _, line in call]
+            )
+            has_type = has_type or "content-type" in override
+        head = line + fields
+        if content_type is not None and not has_type:
+            head += f"Content-Type: {content_type}\r\n".encode("latin-1")
+        if body or method in BODY_METHODS:
+            head += b"Content-Length: %d\r\n" % len(body)
+        return Prepared(
+            method,
+            target,
+            self.name if name is None else name,
+            head=head,
+            body=body,
+            content_type=content_type,
+            slot=self.slot if slot is None else slot,
+        )
+
+
+def _request_line(method: str, target: Target) -> bytes:
+    return f"{method} {target.target} HTTP/1.1\r\n".encode("ascii")
