@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Callable, Coroutine
 from time import perf_counter
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cannonade.engine.http.connection import Connection
+from cannonade.engine.http.response import Response
 
 
 class FakeTransport:
@@ -202,5 +207,44 @@ def test_shorter_deadline_rearms_earlier_and_idle_timer_lapses() -> None:
         await asyncio.sleep(0.05)
         assert conn.timer is None
         assert not conn.closed
+
+    run(t)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    body=st.binary(max_size=3000),
+    chunk_sizes=st.lists(st.integers(1, 700), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(1, 4000), max_size=6),
+    gzip_it=st.booleans(),
+)
+def test_any_split_of_any_body_reads_back(
+    body: bytes, chunk_sizes: list[int], cuts: list[int], gzip_it: bool
+) -> None:
+    """However a chunked (maybe gzipped) response is cut into reads, the body survives."""
+    payload = gzip.compress(body) if gzip_it else body
+    chunks, i, k = [], 0, 0
+    while i < len(payload):
+        n = chunk_sizes[k % len(chunk_sizes)]
+        piece = payload[i : i + n]
+        chunks.append(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        i, k = i + n, k + 1
+    encoding = b"Content-Encoding: gzip\r\n" if gzip_it else b""
+    wire = (
+        b"HTTP/1.1 200 OK\r\n" + encoding + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(chunks) + b"0\r\n\r\n"
+    )
+    points = sorted({c for c in cuts if c < len(wire)})
+
+    async def t() -> None:
+        conn, waiter = await started()
+        start = 0
+        for p in [*points, len(wire)]:
+            conn.data_received(wire[start:p])
+            start = p
+        assert waiter.done()
+        assert conn.error_kind is None
+        r = Response("GET", "http://h/", conn.status, 0.0, conn.raw, conn.more)
+        assert r.body == body
 
     run(t)
