@@ -17,7 +17,6 @@ from typing import Any
 from cannonade.config import ArrivalRate, EngineOptions, Partition
 from cannonade.engine.http import HttpClient, HttpShared
 from cannonade.engine.vu import VU, Metrics
-from cannonade.engine.ws import WsClient
 from cannonade.model.metrics import (
     INTERRUPTED_ITERATIONS,
     ITERATION_DURATION,
@@ -94,7 +93,6 @@ class Runtime:
         return VU(
             vu_id,
             HttpClient(self.http_shared),
-            WsClient(self.http_shared),
             self.metrics,
             self.setup_data,
         )

@@ -98,23 +98,31 @@ class VU:
     VU's iterations from 0. ``state`` is free for the scenario's own per-VU data.
     """
 
-    __slots__ = ("_metrics", "http", "id", "iteration", "setup_data", "state", "ws")
+    __slots__ = ("_metrics", "_ws", "http", "id", "iteration", "setup_data", "state")
 
     def __init__(
         self,
         vu_id: int,
         http: HttpClient,
-        ws: WsClient,
         metrics: Metrics,
         setup_data: Any = None,
     ) -> None:
         self.id = vu_id
         self.iteration = 0
         self.http = http
-        self.ws = ws
+        self._ws: WsClient | None = None
         self.state: dict[str, Any] = {}
         self.setup_data = setup_data
         self._metrics = metrics
+
+    @property
+    def ws(self) -> WsClient:
+        """WebSocket client, made on first use (most scenarios never open one)."""
+        if self._ws is None:
+            from cannonade.engine.ws import WsClient
+
+            self._ws = WsClient(self.http.shared, cookies=self.http.cookies)
+        return self._ws
 
     def check(self, condition: object, name: str) -> bool:
         """Count a named check as passed or failed; returns the condition's truth."""

@@ -66,8 +66,17 @@ class WebSocketError(CannonadeError):
 class _Meters:
     """The recorder handles of one session name, built once per name."""
 
-    __slots__ = ("connecting", "data_received", "data_sent", "duration", "msgs_received",
-                 "msgs_sent", "sessions", "ws_data_received", "ws_data_sent")
+    __slots__ = (
+        "connecting",
+        "data_received",
+        "data_sent",
+        "duration",
+        "msgs_received",
+        "msgs_sent",
+        "sessions",
+        "ws_data_received",
+        "ws_data_sent",
+    )
 
     def __init__(self, recorder: Recorder, name: str) -> None:
         self.sessions = Key(WS_SESSIONS, name)

@@ -13,10 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from types import TracebackType
-
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from cannonade.model.aggregate import Aggregator
 from cannonade.model.histogram import Histogram
@@ -29,6 +26,11 @@ from cannonade.model.metrics import (
 )
 from cannonade.model.recorder import TRUE
 from cannonade.report.text import format_duration
+
+if TYPE_CHECKING:
+    # rich costs ~45 ms to import; a quiet or piped run never needs it.
+    from rich.console import Console
+    from rich.live import Live
 
 BAR_WIDTH = 20
 
@@ -144,6 +146,10 @@ class LiveProgress:
 
     def __enter__(self) -> LiveProgress:
         if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
             self._live = Live(
                 Text(""),
                 console=self._console or Console(),
@@ -168,4 +174,6 @@ class LiveProgress:
             snapshot = dataclasses.replace(snapshot, total=self.total)
         self.last = snapshot
         if self._live is not None:
+            from rich.text import Text
+
             self._live.update(Text(render_line(snapshot)), refresh=True)

@@ -189,6 +189,10 @@ class HttpClient:
         # Seconds the current iteration started late (open models); the engine sets it.
         self.lag = 0.0
 
+    @property
+    def shared(self) -> HttpShared:
+        return self._shared
+
     # -- public API --------------------------------------------------------------------
     def request(
         self,
@@ -211,9 +215,7 @@ class HttpClient:
             if prep is None:
                 prep = shared.prepare_cached(method, url)
         else:
-            prep = shared.prepare(
-                method, url, params=params, headers=headers, json=json, data=data
-            )
+            prep = shared.prepare(method, url, params=params, headers=headers, json=json, data=data)
         slot = prep.slot if name is None else shared.slot(name, prep.method)
         if timeout is None:
             timeout = shared.timeout
@@ -245,7 +247,12 @@ class HttpClient:
             if prep is not None:
                 return self._send(prep, prep.slot, self._timeout)
         return self.request(
-            "GET", url, name=name, params=params, headers=headers, timeout=timeout,
+            "GET",
+            url,
+            name=name,
+            params=params,
+            headers=headers,
+            timeout=timeout,
             follow_redirects=follow_redirects,
         )
 
@@ -260,7 +267,12 @@ class HttpClient:
         follow_redirects: bool | None = None,
     ) -> Reply:
         return self.request(
-            "HEAD", url, name=name, params=params, headers=headers, timeout=timeout,
+            "HEAD",
+            url,
+            name=name,
+            params=params,
+            headers=headers,
+            timeout=timeout,
             follow_redirects=follow_redirects,
         )
 
@@ -275,7 +287,12 @@ class HttpClient:
         follow_redirects: bool | None = None,
     ) -> Reply:
         return self.request(
-            "OPTIONS", url, name=name, params=params, headers=headers, timeout=timeout,
+            "OPTIONS",
+            url,
+            name=name,
+            params=params,
+            headers=headers,
+            timeout=timeout,
             follow_redirects=follow_redirects,
         )
 
@@ -292,8 +309,15 @@ class HttpClient:
         follow_redirects: bool | None = None,
     ) -> Reply:
         return self.request(
-            "DELETE", url, name=name, params=params, headers=headers, json=json, data=data,
-            timeout=timeout, follow_redirects=follow_redirects,
+            "DELETE",
+            url,
+            name=name,
+            params=params,
+            headers=headers,
+            json=json,
+            data=data,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
         )
 
     def post(
@@ -309,8 +333,15 @@ class HttpClient:
         follow_redirects: bool | None = None,
     ) -> Reply:
         return self.request(
-            "POST", url, name=name, params=params, headers=headers, json=json, data=data,
-            timeout=timeout, follow_redirects=follow_redirects,
+            "POST",
+            url,
+            name=name,
+            params=params,
+            headers=headers,
+            json=json,
+            data=data,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
         )
 
     def put(
@@ -326,8 +357,15 @@ class HttpClient:
         follow_redirects: bool | None = None,
     ) -> Reply:
         return self.request(
-            "PUT", url, name=name, params=params, headers=headers, json=json, data=data,
-            timeout=timeout, follow_redirects=follow_redirects,
+            "PUT",
+            url,
+            name=name,
+            params=params,
+            headers=headers,
+            json=json,
+            data=data,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
         )
 
     def patch(
@@ -343,8 +381,15 @@ class HttpClient:
         follow_redirects: bool | None = None,
     ) -> Reply:
         return self.request(
-            "PATCH", url, name=name, params=params, headers=headers, json=json, data=data,
-            timeout=timeout, follow_redirects=follow_redirects,
+            "PATCH",
+            url,
+            name=name,
+            params=params,
+            headers=headers,
+            json=json,
+            data=data,
+            timeout=timeout,
+            follow_redirects=follow_redirects,
         )
 
     async def close(self) -> None:
@@ -396,15 +441,25 @@ class HttpClient:
         kind = conn.error_kind
         if kind is not None:
             pool.open.discard(conn)
-            if retry and opened is None and not conn.received and prep.idempotent and (
-                kind in _STALE
+            if (
+                retry
+                and opened is None
+                and not conn.received
+                and prep.idempotent
+                and (kind in _STALE)
             ):
                 # The server closed this keep-alive connection while it sat idle and we
                 # wrote before noticing: not the target failing, so try once on a new one.
                 return await self._send(prep, slot, timeout, t0)
             return self._failed(
-                prep, slot, t0, kind, conn.error or kind,
-                opened=opened, sent=len(wire), received=conn.received,
+                prep,
+                slot,
+                t0,
+                kind,
+                conn.error or kind,
+                opened=opened,
+                sent=len(wire),
+                received=conn.received,
             )
         status = conn.status
         raw = conn.raw

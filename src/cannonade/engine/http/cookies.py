@@ -13,11 +13,9 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http import cookiejar
 
 # The stdlib's lenient HTTP date parser (RFC 1123, RFC 850 and the dashed Netscape
 # form); it is public but missing from typeshed.
-_http2time: Callable[[str], float | None] = cookiejar.http2time  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
@@ -196,3 +194,11 @@ class CookieJar:
             (c.expires for c in self.store.values() if c.expires is not None), default=math.inf
         )
         self._changed()
+
+
+def _http2time(text: str) -> float | None:
+    # http.cookiejar pulls in urllib.request: import it only when an Expires shows up.
+    from http import cookiejar
+
+    parse: Callable[[str], float | None] = cookiejar.http2time  # type: ignore[attr-defined]
+    return parse(text)

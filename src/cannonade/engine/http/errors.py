@@ -33,7 +33,15 @@ TLS: Final = "tls"
 OTHER: Final = "other"
 
 ERROR_KINDS: Final = (
-    REFUSED, CONNECT_TIMEOUT, TIMEOUT, RESET, CLOSED, BAD_RESPONSE, DNS, TLS, OTHER
+    REFUSED,
+    CONNECT_TIMEOUT,
+    TIMEOUT,
+    RESET,
+    CLOSED,
+    BAD_RESPONSE,
+    DNS,
+    TLS,
+    OTHER,
 )
 
 

@@ -110,9 +110,7 @@ class Pool:
 
     __slots__ = ("_connect_timeout", "_ssl", "idle", "open")
 
-    def __init__(
-        self, ssl_context: Callable[[], ssl.SSLContext], connect_timeout: float
-    ) -> None:
+    def __init__(self, ssl_context: Callable[[], ssl.SSLContext], connect_timeout: float) -> None:
         self.idle: dict[str, list[Connection]] = {}
         self.open: set[Connection] = set()
         self._ssl = ssl_context

@@ -74,9 +74,7 @@ class Prepared:
         return b"".join((self.head, b"Cookie: ", cookie, b"\r\n\r\n", self.body))
 
 
-def encode_body(
-    json: Any, data: Data | None
-) -> tuple[bytes, str | None]:
+def encode_body(json: Any, data: Data | None) -> tuple[bytes, str | None]:
     """The body bytes and the Content-Type they imply (None: let the caller decide)."""
     if json is not None:
         if data is not None:
@@ -91,9 +89,7 @@ def encode_body(
     return urlencode(list(data.items())).encode(), "application/x-www-form-urlencoded"
 
 
-def merge_headers(
-    defaults: Mapping[str, str], extra: Mapping[str, str] | None
-) -> dict[str, str]:
+def merge_headers(defaults: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[str, str]:
     """``defaults`` overridden case-insensitively by ``extra``; keys keep extra's case."""
     if not extra:
         return dict(defaults)
