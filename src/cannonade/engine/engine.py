@@ -142,6 +142,7 @@ class Engine:
 
     def _flush(self, second: int, final: bool = False) -> None:
         rt = self.runtime
+        rt.move_counts()
         self.recorder.gauge(Key(VUS), float(rt.take_peak()))
         self.recorder.gauge(Key(VUS_MAX), float(rt.allocated))
         self.sink(self.recorder.flush(second, final=final))

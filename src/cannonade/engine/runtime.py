@@ -34,7 +34,7 @@ MAX_MESSAGE = 500
 class _Pick:
     """One scenario function with its pre-built metric handles."""
 
-    __slots__ = ("duration", "errors", "fn", "interrupted", "iterations", "name")
+    __slots__ = ("count", "duration", "errors", "fn", "interrupted", "iterations", "name")
 
     def __init__(self, name: str, fn: Callable[[VU], Awaitable[Any]], recorder: Recorder) -> None:
         self.name = name
@@ -43,6 +43,7 @@ class _Pick:
         self.iterations = Key(ITERATIONS, name)
         self.errors = Key(ITERATION_ERRORS, name)
         self.interrupted = Key(INTERRUPTED_ITERATIONS, name)
+        self.count = 0  # iterations since the last flush: an int add beats a dict update
 
 
 class Runtime:
@@ -164,8 +165,15 @@ class Runtime:
             self.recorder.add(pick.errors)
             self.record_exception(e, pick.name)
         pick.duration.values.append(time.perf_counter() - t0 + lag)
-        self.recorder.add(pick.iterations)
+        pick.count += 1
         vu.iteration += 1
+
+    def move_counts(self) -> None:
+        """Hand the iteration counts to the recorder; called just before each flush."""
+        for pick in self.picks:
+            if pick.count:
+                self.recorder.add(pick.iterations, float(pick.count))
+                pick.count = 0
 
     def record_exception(self, exc: BaseException, where: str) -> None:
         kind = type(exc).__name__
