@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -66,7 +67,19 @@ def exit_code(summary: Summary) -> int:
 
 def run_prepared(prepared: Prepared, *, quiet: bool) -> Summary:
     _install_uvloop()
+    _tune_gc()
     return asyncio.run(_run(prepared, quiet))
+
+
+def _tune_gc() -> None:
+    # Every request allocates a few short-lived objects (futures, coroutines, the
+    # response); with the default threshold of 700 the young-generation collector runs
+    # every ~70 requests, about 2,000 instructions a request (callgrind). Collect less
+    # often, and move everything alive at start (modules, the scenario) out of the
+    # collector's way for good.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _install_uvloop() -> None:
