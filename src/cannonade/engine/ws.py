@@ -49,7 +49,6 @@ from cannonade.model.recorder import Recorder, Samples
 
 __all__ = ["WebSocketError", "WsClient", "WsSession"]
 
-WS_CONNECT_ERROR = "ws_connect"
 # Headers of the shared HTTP defaults that mean nothing to a WebSocket handshake.
 _NOT_FOR_WS = frozenset({"accept", "accept-encoding", "user-agent"})
 # websockets >= 15 reads proxy settings from the environment unless told not to; a load
@@ -242,9 +241,8 @@ class WsClient:
                 **_NO_PROXY,
             )
         except (OSError, TimeoutError, WebSocketException) as exc:
-            message = f"{name}: cannot open {absolute}: {describe(exc)}"
-            recorder.error(WS_CONNECT_ERROR, message)
-            raise WebSocketError(message) from exc
+            # Counted once: as the iteration error this exception becomes.
+            raise WebSocketError(f"{name}: cannot open {absolute}: {describe(exc)}") from exc
         meters.connecting.values.append(perf_counter() - t0)
         recorder.add(meters.sessions)
         return WsSession(conn, recorder, meters, name, absolute)

@@ -89,7 +89,8 @@ def parse_set_cookie(value: str, host: str, request_path: str, now: float) -> Co
             cookie.secure = True
         elif key == "max-age":
             try:
-                max_age = float(int(arg))
+                # Clamped: a server may send any number of digits (RFC 6265 5.2.2).
+                max_age = float(max(-(10**12), min(int(arg), 10**12)))
             except ValueError:
                 continue
         elif key == "expires" and cookie.expires is None:

@@ -122,7 +122,10 @@ def split(url: str) -> Target:
     if port is None:
         port = DEFAULT_PORTS[scheme]
     if not host.isascii():
-        host = host.encode("idna").decode("ascii")
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ConfigError(f"URL {url!r} has an invalid host name: {exc}") from None
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
     origin = Origin(scheme, host, port, f"{scheme}://{shown}:{port}", host_header)
