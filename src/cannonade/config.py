@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from cannonade.errors import ConfigError
 
+MAX_USERS = 10_000_000  # beyond this a typo, not a plan: it would exhaust memory
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -49,6 +51,8 @@ def parse_users(text: str, option: str = "--users") -> tuple[int, ...]:
         ) from None
     if not users or any(u < 1 for u in users):
         raise ConfigError(f"{option}: {text!r}: every cycle needs at least one user")
+    if any(u > MAX_USERS for u in users):
+        raise ConfigError(f"{option}: {text!r}: at most {MAX_USERS:,} users a cycle")
     return users
 
 

@@ -1,6 +1,11 @@
 """`cannonade run` end to end: a real process against the real embedded target."""
 
+import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -84,8 +89,6 @@ def test_stall_shows_in_corrected_latency_only(run_cli, target):
     # they are slow (corrected p99 ~ 1 s); from the actual send only the two requests
     # caught by the stall are slow (0.2 % of samples: invisible at p99).
     def stall():
-        import time
-
         time.sleep(2.0)
         urllib.request.urlopen(target.url + "/stall?s=1", timeout=10).read()
 
@@ -169,12 +172,6 @@ def test_bad_option_names_it(run_cli):
 
 
 def test_ctrl_c_stops_gracefully_with_a_summary(tmp_path, target):
-    import json
-    import signal
-    import subprocess
-    import sys
-    import time
-
     scenario = tmp_path / "s.py"
     scenario.write_text(GET_ROOT)
     export = tmp_path / "out.json"
@@ -207,3 +204,94 @@ def test_ctrl_c_stops_gracefully_with_a_summary(tmp_path, target):
     summary = json.loads(export.read_text())
     assert summary["metrics"]["http_reqs"]["count"] == target.stats()["requests"]
     assert summary["metrics"]["http_reqs"]["count"] > 0
+
+
+def _start(tmp_path, body, *args):
+    scenario = tmp_path / "s.py"
+    scenario.write_text(body)
+    export = tmp_path / "out.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cannonade",
+            "run",
+            str(scenario),
+            "--quiet",
+            "--summary-export",
+            str(export),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, export
+
+
+def test_second_ctrl_c_stops_now_and_keeps_every_count(tmp_path, target):
+    body = GET_ROOT + (
+        "\nfrom cannonade import vu_teardown\n\n"
+        "@vu_teardown\nasync def bye(vu):\n    await vu.sleep(60)\n"
+    )
+    proc, export = _start(tmp_path, body, "--host", target.url, "-u", "8", "-d", "60s")
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10  # neither graceful-stop nor the 60 s teardowns
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    summary = json.loads(export.read_text())
+    assert summary["metrics"]["http_reqs"]["count"] == target.stats()["requests"]
+
+
+def test_ctrl_c_under_the_open_model_does_not_wait_for_the_next_arrival(tmp_path, target):
+    proc, export = _start(tmp_path, GET_ROOT, "--host", target.url, "--rate", "1/m", "-d", "5m")
+    time.sleep(2.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 130, err
+    assert json.loads(export.read_text())["metrics"]["iterations"]["count"] == 1
+
+
+def test_failed_setup_exits_1_and_says_so(run_cli, target):
+    body = """
+    from cannonade import scenario, setup
+
+    @setup
+    async def needs_db(vu):
+        raise ConnectionError("database is down")
+
+    @scenario
+    async def root(vu):
+        await vu.http.get("/")
+    """
+    r = run_cli(body, "--host", target.url, "--hits", "3")
+    assert r.code == 1
+    assert "@setup failed" in r.stderr
+    assert "database is down" in r.stdout
+    assert target.stats()["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--timeout", "0"], "--timeout"),
+        (["--connect-timeout", "0s"], "--connect-timeout"),
+        (["--host", "http://[::1"], "--host"),
+        (["--host", "ftp://x"], "--host"),
+        (["-H", "X-A: b\r\nX-B: c"], "--header"),
+        (["-u", "99999999999999999999"], "--users"),
+        (["--hits", "0"], "--hits"),
+    ],
+)
+def test_bad_options_are_named_before_any_load(run_cli, args, named):
+    r = run_cli(GET_ROOT, *args)
+    assert r.code == 1
+    assert named in r.stderr
+    assert r.summary is None

@@ -148,3 +148,97 @@ def test_failing_setup_runs_no_load(tmp_path):
     agg = run(load_path(p), Cycles(users=(2,), hits=3))
     assert agg.count("iterations") == 0
     assert [e.kind for e in agg.errors.values()] == ["RuntimeError"]
+
+
+def test_sys_exit_and_self_raised_cancel_are_iteration_errors(tmp_path):
+    p = tmp_path / "rude.py"
+    p.write_text(
+        textwrap.dedent("""
+        import asyncio, sys
+        from cannonade import scenario
+
+        @scenario
+        async def rude(vu):
+            if vu.iteration % 2:
+                sys.exit(3)
+            raise asyncio.CancelledError()
+    """)
+    )
+    agg = run(load_path(p), Cycles(users=(2,), hits=5))
+    assert agg.count("iterations") == 10
+    assert agg.count("iteration_errors") == 10
+    assert agg.count("interrupted_iterations") == 0
+    assert sorted(e.kind for e in agg.errors.values()) == ["CancelledError", "SystemExit"]
+
+
+def test_max_duration_bounds_the_whole_run_not_each_cycle(tmp_path):
+    p = tmp_path / "slow.py"
+    p.write_text(
+        textwrap.dedent("""
+        from cannonade import scenario
+
+        @scenario
+        async def slow(vu):
+            await vu.sleep(0.05)
+    """)
+    )
+    agg = Aggregator()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        engine = Engine(
+            load_path(p),
+            EngineOptions(
+                model=Cycles(users=(1, 1, 1), hits=1000), max_duration=0.6, graceful_stop=0
+            ),
+            agg.add,
+        )
+        await engine.run()
+        return loop.time() - t0
+
+    elapsed = asyncio.run(main())
+    assert elapsed < 1.5
+    assert 5 <= agg.count("iterations") <= 14
+
+
+@pytest.mark.parametrize(("vus", "partitions"), [(2, 5), (1, 3), (3, 4)])
+def test_shared_iterations_with_more_partitions_than_vus(counting, vus, partitions):
+    agg = run(counting, SharedIterations(vus=vus, iterations=10), partitions)
+    assert agg.count("iterations") == 10
+
+
+def test_hard_stop_cancels_and_still_flushes(tmp_path):
+    p = tmp_path / "hang.py"
+    p.write_text(
+        textwrap.dedent("""
+        from cannonade import scenario, vu_teardown
+
+        @scenario
+        async def hang(vu):
+            await vu.sleep(0.01)
+            vu.counter("before_hang").add(1)
+            await vu.sleep(60)
+
+        @vu_teardown
+        async def slow_bye(vu):
+            await vu.sleep(60)
+    """)
+    )
+    agg = Aggregator()
+
+    async def main():
+        engine = Engine(load_path(p), EngineOptions(model=Cycles(users=(3,), duration=60)), agg.add)
+        task = asyncio.create_task(engine.run())
+        await asyncio.sleep(0.3)
+        engine.stop()
+        await asyncio.sleep(0.1)
+        engine.kill()
+        result = await asyncio.wait_for(task, 5)
+        return result
+
+    result = asyncio.run(main())
+    assert result.stopped_early
+    assert agg.count("before_hang") == 3
+    assert agg.count("interrupted_iterations") == 3
+    assert not agg.unfinished()

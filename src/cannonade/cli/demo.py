@@ -52,7 +52,8 @@ def demo_command(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_ERROR
         print(f"running {quickstart.name}: {args.users} users for {args.duration}")
-        summary = run_prepared(prepared, quiet=args.quiet)
+        outcome = run_prepared(prepared, quiet=args.quiet)
+        summary = outcome.summary
         print(render_summary(summary))
         served = target.stats()["requests"]
         sent = int(summary.totals.requests)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 
 from cannonade.config import (
+    MAX_USERS,
     ArrivalRate,
     Cycles,
     EngineOptions,
@@ -101,21 +103,43 @@ def build_model(a: argparse.Namespace) -> LoadModel:
     return Cycles(users, duration, a.hits, rampup)
 
 
+def _check_host(host: str) -> None:
+    if not host.startswith(("http://", "https://")):
+        raise ConfigError(f"--host {host!r} must start with http:// or https://")
+    try:
+        parts = urllib.parse.urlsplit(host)
+        port = parts.port  # raises on a port out of range or not a number
+    except ValueError as e:
+        raise ConfigError(f"--host {host!r} is not a valid URL: {e}") from None
+    if not parts.hostname:
+        raise ConfigError(f"--host {host!r} has no host name")
+    del port
+
+
 def build_options(a: argparse.Namespace) -> EngineOptions:
     headers: list[tuple[str, str]] = []
     for h in a.header:
         name, sep, value = h.partition(":")
         if not sep or not name.strip():
             raise ConfigError(f"--header {h!r} must look like 'Name: value'")
+        if any(c in h for c in "\r\n\0"):
+            raise ConfigError(f"--header {h!r} must not contain CR, LF or NUL")
         headers.append((name.strip(), value.strip()))
-    if a.host is not None and not a.host.startswith(("http://", "https://")):
-        raise ConfigError(f"--host {a.host!r} must start with http:// or https://")
+    if a.host is not None:
+        _check_host(a.host)
+    timeout = parse_duration(a.timeout, "--timeout")
+    connect_timeout = parse_duration(a.connect_timeout, "--connect-timeout")
+    for option, value in (("--timeout", timeout), ("--connect-timeout", connect_timeout)):
+        if value <= 0:
+            raise ConfigError(f"{option}: must be above 0")
+    if a.max_vus > MAX_USERS or a.pre_vus > MAX_USERS:
+        raise ConfigError(f"--max-vus/--pre-vus: at most {MAX_USERS:,}")
     return EngineOptions(
         model=build_model(a),
         http=HttpOptions(
             base_url=a.host,
-            timeout=parse_duration(a.timeout, "--timeout"),
-            connect_timeout=parse_duration(a.connect_timeout, "--connect-timeout"),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
             follow_redirects=a.follow_redirects,
             verify_tls=not a.insecure,
             headers=tuple(headers),

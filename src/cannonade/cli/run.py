@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import signal
 import sys
@@ -46,15 +47,18 @@ def run_command(args: argparse.Namespace) -> int:
     except CannonadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    summary = run_prepared(prepared, quiet=args.quiet)
+    outcome = run_prepared(prepared, quiet=args.quiet)
+    summary = outcome.summary
     print(render_summary(summary))
+    if outcome.setup_failed:
+        print("error: @setup failed (its error is listed above); no load was run", file=sys.stderr)
     if args.summary_export:
         try:
             write_summary_export(summary, args.summary_export)
         except OSError as e:
-            print(f"error: --summary-export {args.summary_export}: {e}", file=sys.stderr)
+            print(f"error: --summary-export {args.summary_export}: {e.strerror}", file=sys.stderr)
             return EXIT_ERROR
-    return exit_code(summary)
+    return EXIT_ERROR if outcome.setup_failed else exit_code(summary)
 
 
 def exit_code(summary: Summary) -> int:
@@ -65,7 +69,25 @@ def exit_code(summary: Summary) -> int:
     return EXIT_OK
 
 
-def run_prepared(prepared: Prepared, *, quiet: bool) -> Summary:
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    summary: Summary
+    setup_failed: bool = False
+
+
+def describe_options(options: EngineOptions) -> dict[str, object]:
+    """The run's options as plain values, for the summary export and reports."""
+    model = options.model
+    out: dict[str, object] = {"model": type(model).__name__}
+    out.update(dataclasses.asdict(model))
+    out["host"] = options.http.base_url
+    out["graceful_stop"] = options.graceful_stop
+    out["max_duration"] = options.max_duration
+    out["timeout"] = options.http.timeout
+    return out
+
+
+def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
     _install_uvloop()
     _tune_gc()
     return asyncio.run(_run(prepared, quiet))
@@ -90,7 +112,7 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _run(prepared: Prepared, quiet: bool) -> Summary:
+async def _run(prepared: Prepared, quiet: bool) -> Outcome:
     aggregator = Aggregator()
     engine = Engine(prepared.scenario, prepared.options, aggregator.add)
     loop = asyncio.get_running_loop()
@@ -98,11 +120,15 @@ async def _run(prepared: Prepared, quiet: bool) -> Summary:
     main_task = asyncio.current_task()
 
     def on_signal() -> None:
-        # First Ctrl-C: graceful stop and a summary of what ran. Second: stop now.
+        # First Ctrl-C: graceful stop. Second: cancel running iterations now. Either way
+        # the summary of what ran is printed. A third gives up waiting on anything.
         interrupts[0] += 1
         if interrupts[0] == 1:
             print("\nstopping gracefully (Ctrl-C again to stop now)", file=sys.stderr)
             engine.stop()
+        elif interrupts[0] == 2:
+            print("stopping now", file=sys.stderr)
+            engine.kill()
         elif main_task is not None:
             main_task.cancel()
 
@@ -113,11 +139,13 @@ async def _run(prepared: Prepared, quiet: bool) -> Summary:
     live = LiveProgress(enabled=LiveProgress.should_enable(quiet, sys.stdout), total=total)
     updater = asyncio.create_task(_update_live(live, aggregator, started, total))
     ended = started
+    setup_failed = False
     try:
         with live:
             try:
                 result = await engine.run()
                 started, ended = result.started, result.ended
+                setup_failed = result.setup_failed
             except asyncio.CancelledError:
                 ended = time.time()
             finally:
@@ -130,9 +158,10 @@ async def _run(prepared: Prepared, quiet: bool) -> Summary:
         started=started,
         ended=ended,
         interrupted=interrupts[0] > 0,
+        options=describe_options(prepared.options),
         scenario=prepared.scenario.path,
     )
-    return compute_summary(aggregator, info, prepared.thresholds)
+    return Outcome(compute_summary(aggregator, info, prepared.thresholds), setup_failed)
 
 
 async def _update_live(

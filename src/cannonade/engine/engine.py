@@ -38,6 +38,7 @@ class EngineResult:
     ended: float
     stopped_early: bool
     setup_data: Any = None
+    setup_failed: bool = False
 
 
 class Engine:
@@ -72,6 +73,11 @@ class Engine:
         """Graceful stop (first Ctrl-C): no new iterations, running ones may finish."""
         self.runtime.stop()
 
+    def kill(self) -> None:
+        """Hard stop (second Ctrl-C): cancel running iterations, skip teardown hooks.
+        What was measured is still flushed."""
+        self.runtime.kill()
+
     async def run(self, start_at: float | None = None) -> EngineResult:
         """Run the whole model. ``start_at`` (epoch seconds) aligns several engines."""
         if start_at is not None:
@@ -83,17 +89,20 @@ class Engine:
         rt = self.runtime
         try:
             if self._run_setup and rt.scenario.setup is not None:
-                await self._setup()
+                await asyncio.gather(rt.spawn(self._setup()), return_exceptions=True)
             if not rt.stopping:
                 await self._run_model()
-            if self._run_setup and rt.scenario.teardown is not None:
-                await self._teardown()
+            if self._run_setup and rt.scenario.teardown is not None and not rt.killed:
+                await asyncio.gather(rt.spawn(self._teardown()), return_exceptions=True)
         finally:
             ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
-            await rt.close_all()
-            self._flush(math.floor(time.time()), final=True)
-        return EngineResult(started, time.time(), rt.stopping, rt.setup_data)
+            try:
+                await asyncio.gather(ticker, return_exceptions=True)
+                await rt.close_all()
+            finally:
+                # Whatever happened above, what was measured goes out.
+                self._flush(math.floor(time.time()), final=True)
+        return EngineResult(started, time.time(), rt.stopping, rt.setup_data, rt.setup_failed)
 
     async def _setup(self) -> None:
         rt = self.runtime
@@ -104,6 +113,7 @@ class Engine:
         except Exception as e:
             rt.record_exception(e, "setup")
             # A failed setup means the scenario's precondition is missing: run nothing.
+            rt.setup_failed = True
             rt.stop()
         finally:
             await vu.http.close()
@@ -134,11 +144,14 @@ class Engine:
     async def _tick(self) -> None:
         # Flush on wall-clock second boundaries so every engine's delta for second S
         # covers the same second and they merge into one point.
+        boundary = math.floor(time.time()) + 1
         while True:
-            now = time.time()
-            boundary = math.floor(now) + 1
-            await asyncio.sleep(boundary - now)
+            await asyncio.sleep(max(0.0, boundary - time.time()))
             self._flush(boundary - 1)
+            # Advance by one second, never re-reading the second from the clock (a timer
+            # firing a hair early would flush the same second twice); after a stall,
+            # catch up to the present instead of flushing empty past seconds.
+            boundary = max(boundary + 1, math.floor(time.time()))
 
     def _flush(self, second: int, final: bool = False) -> None:
         rt = self.runtime

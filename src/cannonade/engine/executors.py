@@ -13,7 +13,14 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cannonade.config import ArrivalRate, Cycles, RampingVus, SharedIterations, Stage
+from cannonade.config import (
+    ArrivalRate,
+    Cycles,
+    Partition,
+    RampingVus,
+    SharedIterations,
+    Stage,
+)
 from cannonade.model.metrics import DROPPED_ITERATIONS, Key
 
 if TYPE_CHECKING:
@@ -33,17 +40,19 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
 
 async def run_cycles(rt: Runtime, model: Cycles) -> None:
     loop = asyncio.get_running_loop()
+    # --max-duration bounds the whole run, not each cycle.
+    run_deadline = loop.time() + rt.options.max_duration
     for users in model.users:
         if rt.stopping:
             return
         start = loop.time()
         tasks = [
-            asyncio.create_task(_cycle_vu(rt, loop, j, users, start, model))
+            rt.spawn(_cycle_vu(rt, loop, j, users, start, model))
             for j in range(users)
             if rt.partition.owns(j)
         ]
-        limit = model.duration if model.duration is not None else rt.options.max_duration
-        await rt.finish(tasks, limit + 0.0)
+        limit = model.duration if model.duration is not None else run_deadline - start
+        await rt.finish(tasks, max(limit, 0.0))
 
 
 async def _cycle_vu(
@@ -74,7 +83,12 @@ async def _cycle_vu(
 
 
 async def run_shared_iterations(rt: Runtime, model: SharedIterations) -> None:
-    remaining = [rt.partition.share(model.iterations)]
+    # Only partitions that own a VU may take iterations, or some would go unrun.
+    part = rt.partition
+    active = min(part.count, model.vus)
+    remaining = [
+        Partition(part.index, active).share(model.iterations) if part.index < active else 0
+    ]
 
     async def one(j: int) -> None:
         vu = await rt.vu(j)
@@ -88,7 +102,7 @@ async def run_shared_iterations(rt: Runtime, model: SharedIterations) -> None:
         finally:
             rt.leave()
 
-    tasks = [asyncio.create_task(one(j)) for j in range(model.vus) if rt.partition.owns(j)]
+    tasks = [rt.spawn(one(j)) for j in range(model.vus) if rt.partition.owns(j)]
     await rt.finish(tasks, rt.options.max_duration)
 
 
@@ -137,12 +151,12 @@ async def run_ramping_vus(rt: Runtime, model: RampingVus) -> None:
             desired[0] = int(stage_value(model.start_vus, model.stages, elapsed) + 1e-9)
             for j in range(desired[0]):
                 if rt.partition.owns(j) and j not in running:
-                    t = running[j] = asyncio.create_task(one(j))
+                    t = running[j] = rt.spawn(one(j))
                     tasks.append(t)
             await asyncio.sleep(RAMP_TICK)
 
     controller = asyncio.create_task(control())
-    await rt.finish([controller], total)
+    await rt.finish([controller], total, grace=0.0)
     await rt.finish(tasks, 0.0)
 
 
@@ -222,7 +236,7 @@ async def run_arrival_rate(rt: Runtime, model: ArrivalRate) -> None:
                 await waiter
 
     def spawn() -> None:
-        tasks.append(asyncio.create_task(one(next_id[0])))
+        tasks.append(rt.spawn(one(next_id[0])))
         next_id[0] += part.count
 
     for _ in range(part.share(model.pre_allocated_vus)):
@@ -246,7 +260,8 @@ async def run_arrival_rate(rt: Runtime, model: ArrivalRate) -> None:
 
     dispatcher = asyncio.create_task(dispatch())
     planned = sum(s.duration for s in model.stages) if model.stages else model.duration
-    await rt.finish([dispatcher], planned + 1.0)
+    # The dispatcher only sleeps between arrivals: on a stop it goes at once (grace 0).
+    await rt.finish([dispatcher], planned + 1.0, grace=0.0)
     # Time is up: wake idle VUs so they see the end; late arrivals still queued are dropped.
     rt.phase_over = True
     dropped = len(pending)

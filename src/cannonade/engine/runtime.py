@@ -11,7 +11,7 @@ import bisect
 import random
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from cannonade.config import ArrivalRate, EngineOptions, Partition
@@ -86,6 +86,9 @@ class Runtime:
         self.peak = 0  # most VUs active at once since the last flush (the `vus` gauge)
         self.allocated = 0  # VUs created and set up (the `vus_max` gauge)
         self.stopping = False  # a stop was asked for: start nothing new
+        self.killed = False  # a hard stop: cancel what runs, skip teardown hooks
+        self.setup_failed = False
+        self.tasks: set[asyncio.Task[None]] = set()  # every VU task, for a hard stop
         self.phase_over = False  # the current phase's time is up
         self.stop_event = asyncio.Event()
 
@@ -123,14 +126,32 @@ class Runtime:
                 return None
         return vu
 
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Start a VU task that a hard stop can cancel."""
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
     async def close_all(self) -> None:
+        """Run each VU's ``@vu_teardown`` (concurrently, within graceful-stop; not after
+        a hard stop) and close every connection."""
         hook = self.scenario.vu_teardown
-        for vu in list(self.vus.values()):
-            if hook is not None:
+        vus = list(self.vus.values())
+        if hook is not None and vus and not self.killed:
+
+            async def one(vu: VU) -> None:
                 try:
                     await hook(vu)
                 except Exception as e:
                     self.record_exception(e, "vu_teardown")
+
+            pending = [self.spawn(one(vu)) for vu in vus]  # a hard stop cancels them
+            _, late = await asyncio.wait(pending, timeout=self.options.graceful_stop)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for vu in vus:
             await vu.http.close()
         self.vus.clear()
 
@@ -158,10 +179,15 @@ class Runtime:
         t0 = time.perf_counter()
         try:
             await pick.fn(vu)
-        except asyncio.CancelledError:
-            self.recorder.add(pick.interrupted)
-            raise
-        except Exception as e:
+        except asyncio.CancelledError as e:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                self.recorder.add(pick.interrupted)  # the engine stopped this iteration
+                raise
+            self.recorder.add(pick.errors)  # the scenario raised it itself
+            self.record_exception(e, pick.name)
+        except (Exception, SystemExit, KeyboardInterrupt) as e:
+            # A scenario calling sys.exit() must not end the run and lose its numbers.
             self.recorder.add(pick.errors)
             self.record_exception(e, pick.name)
         pick.duration.values.append(time.perf_counter() - t0 + lag)
@@ -199,9 +225,19 @@ class Runtime:
         self.phase_over = True
         self.stop_event.set()
 
-    async def finish(self, tasks: list[asyncio.Task[None]], timeout: float | None) -> None:
+    def kill(self) -> None:
+        """Hard stop: cancel every running iteration now."""
+        self.stop()
+        self.killed = True
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def finish(
+        self, tasks: list[asyncio.Task[None]], timeout: float | None, grace: float | None = None
+    ) -> None:
         """Wait for a phase's VU tasks until ``timeout`` (None: until they end) or a stop;
-        then let running iterations finish within graceful-stop and cancel the rest."""
+        then let running iterations finish within ``grace`` (default: graceful-stop;
+        none after a hard stop) and cancel the rest."""
         if tasks:
             everything: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
             stopper: asyncio.Future[Any] = asyncio.ensure_future(self.stop_event.wait())
@@ -214,7 +250,9 @@ class Runtime:
         self.phase_over = True
         pending = [t for t in tasks if not t.done()]
         if pending:
-            _, still = await asyncio.wait(pending, timeout=self.options.graceful_stop)
+            if grace is None:
+                grace = self.options.graceful_stop
+            _, still = await asyncio.wait(pending, timeout=0 if self.killed else grace)
             for t in still:
                 t.cancel()
             if still:
