@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
 echo "== ruff"
 .venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 echo "== mypy (strict, src/)"
 .venv/bin/mypy
 echo "== pytest"

@@ -111,8 +111,14 @@ def test_redirect_hops_are_requests(target: TargetProcess) -> None:
         assert r.status == 302
         await c.close()
         reqs = {k.name: n for k, n in rec.flush(0).counters.items() if k.metric == HTTP_REQS}
-        assert reqs == {"/redirect/5": 1, "/redirect/4": 1, "/redirect/3": 2, "/redirect/2": 1,
-                        "/redirect/1": 1, "/": 1}
+        assert reqs == {
+            "/redirect/5": 1,
+            "/redirect/4": 1,
+            "/redirect/3": 2,
+            "/redirect/2": 1,
+            "/redirect/1": 1,
+            "/": 1,
+        }
 
     run(t())
     assert target.stats()["requests"] == 7

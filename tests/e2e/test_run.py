@@ -240,7 +240,7 @@ def test_second_ctrl_c_stops_now_and_keeps_every_count(tmp_path, target):
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert time.monotonic() - t0 < 10  # neither graceful-stop nor the 60 s teardowns
     assert proc.returncode == 130, err
     assert "Traceback" not in err
@@ -253,7 +253,7 @@ def test_ctrl_c_under_the_open_model_does_not_wait_for_the_next_arrival(tmp_path
     time.sleep(2.5)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert time.monotonic() - t0 < 5
     assert proc.returncode == 130, err
     assert json.loads(export.read_text())["metrics"]["iterations"]["count"] == 1

@@ -231,8 +231,11 @@ def test_any_split_of_any_body_reads_back(
         i, k = i + n, k + 1
     encoding = b"Content-Encoding: gzip\r\n" if gzip_it else b""
     wire = (
-        b"HTTP/1.1 200 OK\r\n" + encoding + b"Transfer-Encoding: chunked\r\n\r\n"
-        + b"".join(chunks) + b"0\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\n"
+        + encoding
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(chunks)
+        + b"0\r\n\r\n"
     )
     points = sorted({c for c in cuts if c < len(wire)})
 

@@ -24,7 +24,12 @@ def test_parse_attributes() -> None:
     )
     assert c is not None
     assert (c.name, c.value, c.domain, c.host_only, c.path, c.secure) == (
-        "sid", "abc", "example.com", False, "/app", True
+        "sid",
+        "abc",
+        "example.com",
+        False,
+        "/app",
+        True,
     )
     assert c.expires == 160.0
 

@@ -52,8 +52,7 @@ def test_body_content_length_and_split_chunks() -> None:
 
 def test_body_chunked() -> None:
     r = resp(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     )
     assert r.body == b"abcde"
 
