@@ -88,3 +88,47 @@ def test_stage_interpolation():
     assert stage_value(0, stages, 15) == 10
     assert stage_value(0, stages, 25) == 5
     assert stage_value(0, stages, 99) == 0
+
+
+def _ns(*argv):
+    import argparse
+
+    from cannonade.cli.options import add_run_arguments
+
+    p = argparse.ArgumentParser()
+    add_run_arguments(p)
+    return p.parse_args(list(argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--rate", "10/s", "-d", "5s", "--rampup", "3"], "--rampup"),
+        (["--rate", "10/s", "-d", "5s", "-u", "4"], "--users"),
+        (["--rate-stages", "10s:5/s", "-d", "5s"], "--duration"),
+        (["--stages", "10s:5", "-d", "5s"], "--duration"),
+        (["--stages", "10s:5", "--rampup", "2"], "--rampup"),
+        (["--stages", "10s:5", "-u", "1:2"], "--users"),
+        (["-u", "3", "--iterations", "10", "-d", "5s"], "--duration"),
+        (["-u", "3", "--hits", "2", "--max-vus", "5"], "--max-vus"),
+    ],
+)
+def test_options_a_model_would_ignore_are_refused(argv, named):
+    from cannonade.cli.options import build_model
+
+    with pytest.raises(ConfigError, match=named):
+        build_model(_ns(*argv))
+
+
+def test_model_choice():
+    from cannonade.cli.options import build_model
+    from cannonade.config import Cycles, RampingVus, SharedIterations
+
+    assert build_model(_ns("-u", "2:3", "--hits", "2")) == Cycles((2, 3), None, 2, 0.0)
+    assert build_model(_ns("-u", "5", "-d", "1m", "--rampup", "10")) == Cycles((5,), 60, None, 10)
+    assert build_model(_ns()) == Cycles((1,), None, 1, 0.0)
+    assert isinstance(build_model(_ns("--stages", "5s:3")), RampingVus)
+    assert build_model(_ns("-u", "4", "--iterations", "9")) == SharedIterations(4, 9)
+    model = build_model(_ns("--rate", "200/s", "-d", "5s", "--max-vus", "2"))
+    assert isinstance(model, ArrivalRate)
+    assert (model.rate, model.duration, model.max_vus) == (200, 5, 2)

@@ -27,7 +27,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     load.add_argument("-u", "--users", default=None, help="user cycles, e.g. 10 or 10:50:100")
     load.add_argument("-d", "--duration", default=None, help="per cycle / total, e.g. 30s, 1m")
     load.add_argument("--hits", type=int, default=None, help="iterations per user per cycle")
-    load.add_argument("--rampup", default="0", help="start each cycle's users over SECONDS")
+    load.add_argument("--rampup", default=None, help="start each cycle's users over SECONDS")
     load.add_argument("--stages", default=None, help="ramp VUs, e.g. 30s:100,1m:100,10s:0")
     load.add_argument("--iterations", type=int, default=None, help="shared iteration total")
     load.add_argument("--rate", default=None, help="open model: arrivals per second, 500/s")
@@ -64,6 +64,13 @@ def _positive(value: int | None, option: str) -> None:
         raise ConfigError(f"{option}: must be at least 1, got {value}")
 
 
+def _refuse(a: argparse.Namespace, model: str, *options: str) -> None:
+    """An option the chosen model would ignore is an error, never silently dropped."""
+    for option in options:
+        if getattr(a, option.lstrip("-").replace("-", "_")) not in (None, 0):
+            raise ConfigError(f"{option} has no meaning with {model}")
+
+
 def build_model(a: argparse.Namespace) -> LoadModel:
     duration = parse_duration(a.duration, "--duration") if a.duration is not None else None
     _positive(a.hits, "--hits")
@@ -83,20 +90,29 @@ def build_model(a: argparse.Namespace) -> LoadModel:
             raise ConfigError("--max-vus and --pre-vus must be >= 0")
         if a.max_vus and a.pre_vus > a.max_vus:
             raise ConfigError("--pre-vus cannot exceed --max-vus")
+        _refuse(a, "--rate (VUs come from --pre-vus/--max-vus)", "--users", "--rampup")
+        if stages:
+            _refuse(a, "--rate-stages (the stages set the length)", "--duration")
         return ArrivalRate(rate, stages, duration or 0.0, a.pre_vus, a.max_vus)
+    _refuse(a, "a closed model (they go with --rate)", "--max-vus", "--pre-vus")
     if a.stages is not None:
         if a.hits is not None or a.iterations is not None:
             raise ConfigError("--stages cannot go with --hits or --iterations")
-        start = parse_users(a.users, "--users")[0] if a.users else 0
+        _refuse(a, "--stages (the stages set the length and the ramp)", "--duration", "--rampup")
+        start_users = parse_users(a.users, "--users") if a.users else (0,)
+        if len(start_users) > 1:
+            raise ConfigError("--users with --stages is one starting VU count, not cycles")
+        start = start_users[0]
         return RampingVus(parse_stages(a.stages, "--stages"), start)
     users = parse_users(a.users) if a.users is not None else (1,)
     if a.iterations is not None:
         if len(users) > 1 or a.hits is not None:
             raise ConfigError("--iterations takes one user count (-u N) and no --hits")
+        _refuse(a, "--iterations (bound it with --max-duration)", "--duration", "--rampup")
         return SharedIterations(users[0], a.iterations)
     if duration is not None and a.hits is not None:
         raise ConfigError("give --duration or --hits, not both")
-    rampup = parse_duration(a.rampup, "--rampup")
+    rampup = parse_duration(a.rampup, "--rampup") if a.rampup is not None else 0.0
     if duration is None and a.hits is None:
         # k6's default: one iteration per user. A run is always bounded.
         return Cycles(users, None, 1, rampup)
