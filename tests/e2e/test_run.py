@@ -172,30 +172,7 @@ def test_bad_option_names_it(run_cli):
 
 
 def test_ctrl_c_stops_gracefully_with_a_summary(tmp_path, target):
-    scenario = tmp_path / "s.py"
-    scenario.write_text(GET_ROOT)
-    export = tmp_path / "out.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cannonade",
-            "run",
-            str(scenario),
-            "--host",
-            target.url,
-            "-u",
-            "4",
-            "-d",
-            "60s",
-            "--quiet",
-            "--summary-export",
-            str(export),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, export = _start(tmp_path, GET_ROOT, "--host", target.url, "-u", "4", "-d", "60s")
     time.sleep(3)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
