@@ -767,3 +767,27 @@ def test_close_closes_idle_connections(run: Any) -> None:
             assert eofs == srv.connections >= 1
 
     run(t())
+
+
+def test_a_cookie_after_identical_cookie_free_responses_is_kept(run: Any) -> None:
+    # The client remembers the last cookie-free response per request and skips the scan
+    # when the bytes repeat; a response that differs must still be scanned.
+    set_cookie = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: sid=42; Path=/\r\n\r\nok"
+
+    async def t() -> None:
+        rec = Recorder()
+        async with serve(answer(OK, OK, OK, set_cookie, OK)) as srv:
+            shared = HttpShared(rec, base_url=srv.url)
+            c = HttpClient(shared)
+            other = HttpClient(shared)  # same prepared request, another VU
+            for _ in range(3):
+                await c.get("/")
+            assert not c.cookies.store
+            await c.get("/")
+            assert c.cookies.store
+            await other.get("/")
+            assert not other.cookies.store
+            await c.close()
+            await other.close()
+
+    run(t())

@@ -24,6 +24,9 @@ from cannonade.errors import ConfigError
 from cannonade.model.recorder import Recorder, RequestSlot
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Responses up to this size are remembered as cookie-free (see Prepared.no_cookie):
+# 4,096 cached requests x 4 KiB bounds the memory at 16 MiB.
+_NO_COOKIE_MAX = 4096
 _STALE = (CLOSED, RESET)
 # Headers not carried to another origin when following a redirect.
 _ORIGIN_BOUND = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -488,8 +491,11 @@ class HttpClient:
             if opened.tls is not None:
                 slot.tls.append(opened.tls)
         response = Response(prep.method, prep.url, status, elapsed, raw, more)
-        if raw is not None and (interim or might_set_cookie(raw, more is None)):
-            jar.update(response.set_cookie_values(), prep.origin.host, prep.path)
+        if raw is not None and raw != prep.no_cookie:
+            if interim or might_set_cookie(raw, more is None):
+                jar.update(response.set_cookie_values(), prep.origin.host, prep.path)
+            elif more is None and len(raw) <= _NO_COOKIE_MAX:
+                prep.no_cookie = raw
         return response
 
     def _failed(

@@ -36,6 +36,7 @@ class Prepared:
         "is_head",
         "method",
         "name",
+        "no_cookie",
         "origin",
         "path",
         "pool_key",
@@ -65,6 +66,10 @@ class Prepared:
         self.body = body
         self.content_type = content_type
         self.wire = head + b"\r\n" + body
+        # The last whole response to this request known to carry no Set-Cookie. A
+        # static endpoint answers the same bytes many times a second, and comparing
+        # bytes (a memcmp) is far cheaper than scanning them: exact, never a guess.
+        self.no_cookie = b""
         self.slot = slot
         self.idempotent = method in IDEMPOTENT
         self.is_head = method == "HEAD"
