@@ -223,9 +223,11 @@ async def run_arrival_rate(rt: Runtime, model: ArrivalRate) -> None:
             if pending:
                 intended = pending.popleft()
                 lag = loop.time() - intended
+                lag = lag if lag > 0 else 0.0
+                vu.http.lag = lag
                 rt.enter()
                 try:
-                    await rt.iterate(vu, lag if lag > 0 else 0.0)
+                    await rt.iterate(vu, lag)
                 finally:
                     rt.leave()
             elif rt.phase_over:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
-import time
+from time import perf_counter
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -80,6 +80,7 @@ class Runtime:
             total += s.weight
             self._cum.append(total)
         self._total_weight = total
+        self._single = self.picks[0] if len(self.picks) == 1 else None
         self._error_groups: set[tuple[str, str]] = set()
         self.vus: dict[int, VU] = {}
         self.active = 0  # VUs currently running iterations
@@ -170,13 +171,10 @@ class Runtime:
 
     # -- iterations --------------------------------------------------------------------
     async def iterate(self, vu: VU, lag: float = 0.0) -> None:
-        picks = self.picks
-        if len(picks) == 1:
-            pick = picks[0]
-        else:
-            pick = picks[bisect.bisect_right(self._cum, self.rng.random() * self._total_weight)]
-        vu.http.lag = lag
-        t0 = time.perf_counter()
+        """One iteration. ``lag`` (open model) is how late it started; the caller has
+        already handed it to the VU's HTTP client, so closed models never touch it."""
+        pick = self._single or self._pick()
+        t0 = perf_counter()
         try:
             await pick.fn(vu)
         except asyncio.CancelledError as e:
@@ -190,9 +188,12 @@ class Runtime:
             # A scenario calling sys.exit() must not end the run and lose its numbers.
             self.recorder.add(pick.errors)
             self.record_exception(e, pick.name)
-        pick.duration.values.append(time.perf_counter() - t0 + lag)
+        pick.duration.values.append(perf_counter() - t0 + lag)
         pick.count += 1
         vu.iteration += 1
+
+    def _pick(self) -> _Pick:
+        return self.picks[bisect.bisect_right(self._cum, self.rng.random() * self._total_weight)]
 
     def move_counts(self) -> None:
         """Hand the iteration counts to the recorder; called just before each flush."""
