@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
-from time import perf_counter
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
+from time import perf_counter
 from typing import Any
 
 from cannonade.config import ArrivalRate, EngineOptions, Partition
