@@ -1152,6 +1152,14 @@ def _run(
                 skipped["molotov"] = why_molotov or why_locust
     for name, why in skipped.items():
         print(f"skipping {name}: {why}", flush=True)
+    # Fresh bytecode for cannonade's own modules, as an installed wheel has (Locust's
+    # come from pip with theirs); otherwise each run would pay to compile them.
+    subprocess.run(
+        [str(PROJECT_BIN / "python"), "-m", "compileall", "-q", str(REPO / "src")],
+        check=False,
+        capture_output=True,
+        timeout=300,
+    )
 
     nginx = Nginx(nginx_bin, target_cpu, tmp / "nginx")
     rows: list[Row] = []

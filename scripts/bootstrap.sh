@@ -42,3 +42,6 @@ spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e "$spec"
+# An editable install leaves src/ without bytecode, and where PYTHONDONTWRITEBYTECODE is
+# set (CI machines) every start would compile it again: write it once, as a wheel does.
+.venv/bin/python -m compileall -q src >/dev/null || true
