@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from cannonade.errors import TargetError
-from cannonade.target import server
+from cannonade.target import responses, server
 from cannonade.target.server import TargetState, main, serve
 
 
@@ -37,33 +37,33 @@ def _pattern(n: int) -> bytes:
 
 @pytest.mark.parametrize("n", [0, 1, 3, 255, 256, 1000, 65_536, 65_537, 300_000])
 def test_chunked_pieces_carry_the_pattern_in_several_chunks(n: int) -> None:
-    body, chunks = _dechunk(list(server._chunked_pieces(n)))
+    body, chunks = _dechunk(list(responses._chunked_pieces(n)))
     assert body == _pattern(n)
     assert chunks == (
-        0 if n == 0 else min(n, 4) if n <= 4 * server.STREAM_CHUNK else -(-n // server.STREAM_CHUNK)
+        0 if n == 0 else min(n, 4) if n <= 4 * responses.STREAM_CHUNK else -(-n // responses.STREAM_CHUNK)
     )
 
 
 @pytest.mark.parametrize("n", [0, 10, 200_000])
 def test_gzip_pieces_decompress_to_the_pattern(n: int) -> None:
-    body, _ = _dechunk(list(server._gzip_chunked_pieces(n)))
+    body, _ = _dechunk(list(responses._gzip_chunked_pieces(n)))
     assert zlib.decompress(body, 31) == _pattern(n)
 
 
 def test_pattern_pieces_sum_to_n() -> None:
-    assert server._pattern_bytes(200_001) == _pattern(200_001)
+    assert responses._pattern_bytes(200_001) == _pattern(200_001)
 
 
 def test_status_204_and_304_have_no_body_and_204_no_length() -> None:
-    r204 = server._STATUS[204, server._KEEP]
+    r204 = responses._STATUS[204, responses._KEEP]
     assert r204 == b"HTTP/1.1 204 No Content\r\n\r\n"
-    r304 = server._STATUS[304, server._CLOSE]
+    r304 = responses._STATUS[304, responses._CLOSE]
     assert r304.endswith(b"connection: close\r\n\r\n")
     assert b"content-length" not in r304
 
 
 def test_responses_are_minimal_and_date_less() -> None:
-    root = server._ROOT[server._KEEP]
+    root = responses._ROOT[responses._KEEP]
     assert root == (
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"content-length: 3\r\n\r\nok\n"

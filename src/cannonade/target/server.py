@@ -25,16 +25,13 @@ import signal
 import socket
 import sys
 import time
-import zlib
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
-from http import HTTPStatus
+from collections.abc import Iterator
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import httptools
-import orjson
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -42,165 +39,32 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from cannonade.errors import TargetError
-from cannonade.target.delays import DelayParamError, parse_distribution
+from cannonade.target.responses import (
+    _CLOSE,
+    _KEEP,
+    _KEEP_EXPLICIT,
+    _NOT_FOUND,
+    LINGER_S,
+    MAX_BODY,
+    MAX_HEAD,
+    MAX_HEAD_RAW,
+    MAX_PATHS,
+    MAX_TOKENS,
+    OTHER_PATHS,
+    QUEUE_HIGH,
+    QUEUE_LOW,
+    WS_MAX_MESSAGE,
+    _text_response,
+)
+from cannonade.target.routes import (
+    _PREFIX_ROUTES,
+    _ROUTES,
+    _UNCOUNTED,
+)
 
 __all__ = ["TargetServer", "TargetState", "main", "serve"]
 
 log = logging.getLogger(__name__)
-
-MAX_BODY = 64 * 1024 * 1024
-MAX_BYTES = 100 * 1024 * 1024
-MAX_HEAD = 64 * 1024
-# httptools keeps an unfinished header line to itself, so a line that never ends can only
-# be cut off by counting raw bytes; that count is coarser, hence the looser bound.
-MAX_HEAD_RAW = 1024 * 1024
-MAX_STALL_S = 30.0
-MAX_REDIRECTS = 1000
-MAX_TOKENS = 1_000_000
-# Distinct paths counted one by one; past this, requests to new paths are counted under
-# OTHER_PATHS, so that a run over endless unique URLs cannot grow the target without bound.
-MAX_PATHS = 100_000
-OTHER_PATHS = b"(other)"
-WS_MAX_MESSAGE = 16 * 1024 * 1024
-STREAM_CHUNK = 64 * 1024
-GZIP_INLINE_MAX = 1024 * 1024
-# Pipelined requests queue up behind a pending delay; past this many we stop reading so a
-# client cannot make us buffer without bound, and resume once the queue has drained.
-QUEUE_HIGH = 256
-QUEUE_LOW = 32
-# After a final response we half-close and wait this long for the client to close: closing
-# a socket with unread input makes the kernel send RST, which can destroy the response.
-LINGER_S = 2.0
-
-# The ``connection`` header of a response: nothing for HTTP/1.1 keep-alive; an explicit
-# ``keep-alive`` when the client asked for it (HTTP/1.0 clients such as ``ab -k`` need it).
-_KEEP = b""
-_KEEP_EXPLICIT = b"connection: keep-alive\r\n"
-_CLOSE = b"connection: close\r\n"
-
-_GET = frozenset({b"GET", b"HEAD"})
-_POST = frozenset({b"POST"})
-_BODY_METHODS = frozenset({b"POST", b"PUT"})
-
-_TEXT = b"text/plain; charset=utf-8"
-_JSON = b"application/json"
-_OCTETS = b"application/octet-stream"
-
-
-def _phrase(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
-
-
-_STATUS_LINES = {
-    code: f"HTTP/1.1 {code} {_phrase(code)}\r\n".encode("ascii") for code in range(100, 600)
-}
-
-
-def _head(
-    status: int,
-    content_type: bytes,
-    conn: bytes,
-    length: int | None,
-    extra: bytes = b"",
-) -> bytes:
-    """A response head; ``length=None`` means a chunked body. ``extra`` holds header lines."""
-    framing = (
-        b"transfer-encoding: chunked\r\n" if length is None else b"content-length: %d\r\n" % length
-    )
-    return b"".join(
-        (
-            _STATUS_LINES[status],
-            b"content-type: ",
-            content_type,
-            b"\r\n",
-            framing,
-            extra,
-            conn,
-            b"\r\n",
-        )
-    )
-
-
-def _response(
-    status: int, body: bytes, content_type: bytes, conn: bytes, extra: bytes = b""
-) -> bytes:
-    return _head(status, content_type, conn, len(body), extra) + body
-
-
-def _json_response(status: int, doc: object, conn: bytes, extra: bytes = b"") -> bytes:
-    return _response(status, orjson.dumps(doc), _JSON, conn, extra)
-
-
-def _text_response(status: int, text: str, conn: bytes, extra: bytes = b"") -> bytes:
-    return _response(status, text.encode("utf-8"), _TEXT, conn, extra)
-
-
-def _status_response(code: int, conn: bytes) -> bytes:
-    # 204 and 304 must not carry a body, and a 204 must not even claim a length.
-    if code in (204, 304):
-        return _STATUS_LINES[code] + conn + b"\r\n"
-    return _text_response(code, f"{code} {_phrase(code)}\n", conn)
-
-
-_CONNS = (_KEEP, _KEEP_EXPLICIT, _CLOSE)
-_ROOT = {conn: _response(200, b"ok\n", _TEXT, conn) for conn in _CONNS}
-_STATUS = {
-    (code, conn): _status_response(code, conn) for code in range(200, 600) for conn in _CONNS
-}
-_NOT_FOUND = {conn: _text_response(404, "not found\n", conn) for conn in _CONNS}
-
-# Byte i of every /bytes and /chunked body is i % 256, so a client can verify what it got.
-# The block is a multiple of 256 long so that consecutive blocks continue the pattern, and
-# _PATTERN_EXT lets a chunk start at any offset i % 256 and still be one slice.
-_PATTERN = bytes(range(256)) * (STREAM_CHUNK // 256)
-_PATTERN_EXT = _PATTERN + _PATTERN[:256]
-
-_COOKIE_NAME_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-)
-# RFC 6265 cookie-octet: visible ASCII except DQUOTE, comma, semicolon and backslash.
-_COOKIE_VALUE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - frozenset('",;\\')
-
-
-def _pattern_pieces(n: int) -> Iterator[bytes]:
-    full, rest = divmod(n, STREAM_CHUNK)
-    for _ in range(full):
-        yield _PATTERN
-    if rest:
-        yield _PATTERN[:rest]
-
-
-def _pattern_bytes(n: int) -> bytes:
-    return b"".join(_pattern_pieces(n))
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-def _chunked_pieces(n: int) -> Iterator[bytes]:
-    """``n`` pattern bytes in chunked framing: four chunks when small, 64 KiB ones when not."""
-    size = STREAM_CHUNK if n > 4 * STREAM_CHUNK else max(1, -(-n // 4))
-    sent = 0
-    while sent < n:
-        take = min(size, n - sent)
-        start = sent % 256
-        yield _chunk(_PATTERN_EXT[start : start + take])
-        sent += take
-    yield b"0\r\n\r\n"
-
-
-def _gzip_chunked_pieces(n: int) -> Iterator[bytes]:
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: gzip container
-    for piece in _pattern_pieces(n):
-        out = compressor.compress(piece)
-        if out:
-            yield _chunk(out)
-    yield _chunk(compressor.flush())  # never empty: it holds the gzip trailer
-    yield b"0\r\n\r\n"
 
 
 def _is_loopback(host: str) -> bool:
@@ -293,9 +157,6 @@ class _Queued:
         self.stream = stream
         self.close = close
         self.timer: asyncio.TimerHandle | None = None
-
-
-Handler = Callable[["_Connection", bytes], "bytes | None"]
 
 
 class _Connection(asyncio.Protocol):
@@ -730,259 +591,6 @@ class _Connection(asyncio.Protocol):
         # An empty chunk is the protocol asking us to end the TCP stream.
         eof = not out[-1]
         self._send(b"".join(out), eof)
-
-
-_UNCOUNTED = frozenset({b"/__stats", b"/__stats/reset", b"/__delays"})
-
-
-# -- handlers: (connection, path remainder) -> response, or None when sent by the handler --
-
-
-def _bad(c: _Connection, message: str) -> bytes:
-    return _text_response(400, message + "\n", c._conn)
-
-
-def _int_arg(arg: bytes) -> int | None:
-    if not arg or len(arg) > 12 or not arg.isdigit():
-        return None
-    return int(arg)
-
-
-def _h_root(c: _Connection, arg: bytes) -> bytes:
-    return _ROOT[c._conn]
-
-
-def _h_delay(c: _Connection, arg: bytes) -> bytes | None:
-    try:
-        dist = parse_distribution(c.params())
-    except DelayParamError as exc:
-        return _bad(c, str(exc))
-    state = c._state
-    ms = dist.sample(state.rng)
-    state.record_delay(dist.name, ms)
-    response = _json_response(200, {"delay_ms": ms, "dist": dist.name}, c._conn)
-    if ms <= 0:
-        return response
-    c._send_later(ms / 1000.0, response)
-    return None
-
-
-def _h_status(c: _Connection, arg: bytes) -> bytes:
-    code = _int_arg(arg)
-    if code is None or not 200 <= code <= 599:
-        return _bad(c, f"status: {arg.decode('latin-1')!r} is not a code in 200-599")
-    return _STATUS[code, c._conn]
-
-
-def _byte_count(c: _Connection, arg: bytes) -> int | bytes:
-    n = _int_arg(arg)
-    if n is None or n > MAX_BYTES:
-        return _bad(c, f"n: {arg.decode('latin-1')!r} is not a byte count in 0-{MAX_BYTES}")
-    return n
-
-
-def _h_bytes(c: _Connection, arg: bytes) -> bytes | None:
-    n = _byte_count(c, arg)
-    if isinstance(n, bytes):
-        return n
-    accept = c.header(b"accept-encoding")
-    if c.params().get("gzip") == "1" and accept is not None and b"gzip" in accept.lower():
-        extra = b"content-encoding: gzip\r\nvary: accept-encoding\r\n"
-        if n <= GZIP_INLINE_MAX:
-            body = zlib.compress(_pattern_bytes(n), 6, 31)  # wbits 31: gzip container
-            return _response(200, body, _OCTETS, c._conn, extra)
-        # Compressing 100 MiB up front would block the loop for a while; stream it instead.
-        c._send_stream(_head(200, _OCTETS, c._conn, None, extra), _gzip_chunked_pieces(n))
-        return None
-    if n <= STREAM_CHUNK:
-        return _response(200, _PATTERN[:n], _OCTETS, c._conn)
-    c._send_stream(_head(200, _OCTETS, c._conn, n), _pattern_pieces(n))
-    return None
-
-
-def _h_chunked(c: _Connection, arg: bytes) -> bytes | None:
-    n = _byte_count(c, arg)
-    if isinstance(n, bytes):
-        return n
-    c._send_stream(_head(200, _OCTETS, c._conn, None), _chunked_pieces(n))
-    return None
-
-
-def _h_echo(c: _Connection, arg: bytes) -> bytes:
-    content_type = c.header(b"content-type") or _OCTETS
-    return _response(200, c.body(), content_type, c._conn)
-
-
-def _h_headers(c: _Connection, arg: bytes) -> bytes:
-    doc: dict[str, str] = {}
-    for raw_name, raw_value in c._headers:
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        if name in doc:
-            doc[name] += ("; " if name == "cookie" else ", ") + value
-        else:
-            doc[name] = value
-    return _json_response(200, doc, c._conn)
-
-
-def _request_cookies(c: _Connection) -> dict[str, str]:
-    cookies: dict[str, str] = {}
-    for name, value in c._headers:
-        if name.lower() != b"cookie":
-            continue
-        for pair in value.decode("latin-1").split(";"):
-            key, sep, val = pair.strip().partition("=")
-            if sep and key:
-                cookies[key] = val
-    return cookies
-
-
-def _h_cookies(c: _Connection, arg: bytes) -> bytes:
-    return _json_response(200, _request_cookies(c), c._conn)
-
-
-def _h_cookies_set(c: _Connection, arg: bytes) -> bytes:
-    pairs = parse_qsl(c._query.decode("latin-1"), keep_blank_values=True)
-    if not pairs:
-        return _bad(c, "query: give at least one name=value to set")
-    lines = []
-    for name, value in pairs:
-        # Both end up verbatim in a header line, so anything outside the RFC 6265 alphabet
-        # (notably CR/LF from %0d%0a) would let a query inject headers.
-        if not name or not _COOKIE_NAME_CHARS.issuperset(name):
-            return _bad(c, f"{name!r}: not a valid cookie name")
-        if not _COOKIE_VALUE_CHARS.issuperset(value):
-            return _bad(c, f"{name}: {value!r} is not a valid cookie value")
-        lines.append(f"set-cookie: {name}={value}; Path=/\r\n".encode("ascii"))
-    return _json_response(200, dict(pairs), c._conn, b"".join(lines))
-
-
-def _redirect(c: _Connection, location: str) -> bytes:
-    extra = b"location: " + location.encode("utf-8") + b"\r\n"
-    return _text_response(302, f"redirecting to {location}\n", c._conn, extra)
-
-
-def _h_redirect(c: _Connection, arg: bytes) -> bytes:
-    n = _int_arg(arg)
-    if n is None or not 1 <= n <= MAX_REDIRECTS:
-        return _bad(c, f"n: {arg.decode('latin-1')!r} is not a count in 1-{MAX_REDIRECTS}")
-    return _redirect(c, "/" if n == 1 else f"/redirect/{n - 1}")
-
-
-def _h_redirect_to(c: _Connection, arg: bytes) -> bytes:
-    url = c.params().get("url", "")
-    if not url:
-        return _bad(c, "url: is required")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        return _bad(c, "url: control characters are not allowed")
-    return _redirect(c, url)
-
-
-def _h_json(c: _Connection, arg: bytes) -> bytes:
-    doc = {
-        "token": f"tok-{c._state.rng.getrandbits(64):016x}",
-        "items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
-        "user": {"name": "ada"},
-    }
-    return _json_response(200, doc, c._conn)
-
-
-def _credentials(c: _Connection) -> dict[str, Any] | None:
-    body = c.body()
-    if not body.strip():
-        return {}
-    content_type = (c.header(b"content-type") or b"").lower()
-    if b"json" in content_type or (not content_type and body.lstrip()[:1] == b"{"):
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        return doc if isinstance(doc, dict) else None
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-
-
-def _h_login(c: _Connection, arg: bytes) -> bytes:
-    creds = _credentials(c)
-    if creds is None:
-        return _bad(c, "body: expected a JSON object or a form")
-    if creds.get("password") == "wrong":
-        return _json_response(401, {"error": "invalid credentials"}, c._conn)
-    user = creds.get("username", creds.get("user", "ada"))
-    token = c._state.issue_token(str(user))
-    return _json_response(200, {"token": token, "user": str(user)}, c._conn)
-
-
-def _h_private(c: _Connection, arg: bytes) -> bytes:
-    auth = c.header(b"authorization")
-    if auth is not None:
-        scheme, _, token = auth.decode("latin-1").partition(" ")
-        user = c._state.tokens.get(token.strip())
-        if scheme.lower() == "bearer" and user is not None:
-            return _json_response(200, {"private": True, "user": user}, c._conn)
-    extra = b"www-authenticate: Bearer\r\n"
-    return _json_response(401, {"error": "a valid bearer token is required"}, c._conn, extra)
-
-
-def _h_stall(c: _Connection, arg: bytes) -> bytes:
-    raw = c.params().get("s", "1")
-    try:
-        seconds = float(raw)
-    except ValueError:
-        return _bad(c, f"s: {raw!r} is not a number")
-    if not 0 <= seconds <= MAX_STALL_S:
-        return _bad(c, f"s: {raw!r} is outside [0, {MAX_STALL_S:g}]")
-    # Deliberately blocks the loop thread: every connection stalls, which is the point
-    # (a coordinated-omission scenario for the load generator to survive and report).
-    time.sleep(seconds)
-    state = c._state
-    state.stalls += 1
-    state.stall_ms += seconds * 1000.0
-    return _text_response(200, f"stalled {seconds:g} s\n", c._conn)
-
-
-def _h_ws(c: _Connection, arg: bytes) -> None:
-    c.start_websocket()
-
-
-def _h_stats(c: _Connection, arg: bytes) -> bytes:
-    return _json_response(200, c._state.snapshot(), c._conn)
-
-
-def _h_stats_reset(c: _Connection, arg: bytes) -> bytes:
-    c._state.reset()
-    return _json_response(200, {"reset": True}, c._conn)
-
-
-def _h_delays(c: _Connection, arg: bytes) -> bytes:
-    return _json_response(200, c._state.delays.tolist(), c._conn)
-
-
-_Route = tuple[Handler, frozenset[bytes] | None]  # None: any method
-
-_ROUTES: dict[bytes, _Route] = {
-    b"/": (_h_root, _GET),
-    b"/delay": (_h_delay, None),
-    b"/echo": (_h_echo, _BODY_METHODS),
-    b"/headers": (_h_headers, _GET),
-    b"/cookies": (_h_cookies, _GET),
-    b"/cookies/set": (_h_cookies_set, _GET),
-    b"/redirect-to": (_h_redirect_to, _GET),
-    b"/json": (_h_json, _GET),
-    b"/login": (_h_login, _POST),
-    b"/private": (_h_private, _GET),
-    b"/stall": (_h_stall, _GET),
-    b"/ws": (_h_ws, frozenset({b"GET"})),
-    b"/__stats": (_h_stats, _GET),
-    b"/__stats/reset": (_h_stats_reset, _POST),
-    b"/__delays": (_h_delays, _GET),
-}
-
-_PREFIX_ROUTES: dict[bytes, _Route] = {
-    b"/status": (_h_status, None),
-    b"/bytes": (_h_bytes, _GET),
-    b"/chunked": (_h_chunked, _GET),
-    b"/redirect": (_h_redirect, _GET),
-}
 
 
 class TargetServer:
