@@ -40,7 +40,11 @@ def test_chunked_pieces_carry_the_pattern_in_several_chunks(n: int) -> None:
     body, chunks = _dechunk(list(responses._chunked_pieces(n)))
     assert body == _pattern(n)
     assert chunks == (
-        0 if n == 0 else min(n, 4) if n <= 4 * responses.STREAM_CHUNK else -(-n // responses.STREAM_CHUNK)
+        0
+        if n == 0
+        else min(n, 4)
+        if n <= 4 * responses.STREAM_CHUNK
+        else -(-n // responses.STREAM_CHUNK)
     )
 
 
