@@ -20,6 +20,21 @@ class RunResult:
         return self.summary["metrics"][name]
 
 
+def run_command(scenario, export, *args):
+    """The `cannonade run` command line every e2e test uses: quiet, with an export."""
+    return [
+        sys.executable,
+        "-m",
+        "cannonade",
+        "run",
+        str(scenario),
+        "--quiet",
+        "--summary-export",
+        str(export),
+        *args,
+    ]
+
+
 @pytest.fixture
 def run_cli(tmp_path):
     """Run `cannonade run` as a real process; returns exit code, output and the export."""
@@ -31,17 +46,7 @@ def run_cli(tmp_path):
         if export.exists():
             export.unlink()
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cannonade",
-                "run",
-                str(scenario),
-                "--quiet",
-                "--summary-export",
-                str(export),
-                *args,
-            ],
+            run_command(scenario, export, *args),
             capture_output=True,
             text=True,
             timeout=timeout,

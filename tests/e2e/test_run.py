@@ -3,12 +3,12 @@
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import pytest
+from conftest import run_command
 
 pytestmark = pytest.mark.e2e
 
@@ -188,17 +188,7 @@ def _start(tmp_path, body, *args):
     scenario.write_text(body)
     export = tmp_path / "out.json"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cannonade",
-            "run",
-            str(scenario),
-            "--quiet",
-            "--summary-export",
-            str(export),
-            *args,
-        ],
+        run_command(scenario, export, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
