@@ -1,7 +1,8 @@
 import pytest
+from samples import sample_run
 
 from cannonade.model.aggregate import Aggregator
-from cannonade.model.metrics import CHECKS, DROPPED_ITERATIONS, ITERATIONS, VUS, Key, SourceId
+from cannonade.model.metrics import CHECKS, DROPPED_ITERATIONS, Key, SourceId
 from cannonade.model.recorder import Recorder
 from cannonade.model.summary import RunInfo, compute_summary
 from cannonade.model.thresholds import parse_thresholds
@@ -30,26 +31,7 @@ TB = (
 def build() -> Aggregator:
     """Two cannons, two seconds: /login 10 × 20 ms (one 500), /home 5 × 1 ms (one
     timeout), 6 iterations, two checks, vus 3 per cannon, one user error."""
-    agg = Aggregator()
-    for c in range(2):
-        rec = Recorder(SourceId("agent-1", c))
-        for s in range(2):
-            login = rec.request_slot("/login", "POST")
-            login.duration.extend([0.020] * 10)
-            login.status.extend([200] * 9 + [500])
-            login.sent += 1000
-            login.received += 25_000
-            home = rec.request_slot("/home", "GET")
-            home.duration.extend([0.001] * 5)
-            home.status.extend([200] * 4 + [0])
-            home.error("timeout")
-            rec.add(Key(ITERATIONS), 6)
-            rec.rate(CHECKS, "status is 200", True)
-            rec.rate(CHECKS, "body has token", s == 0)
-            rec.gauge(Key(VUS), 3)
-            rec.error("KeyError", "'token'", TB)
-            agg.add(rec.flush(T0 + s))
-    return agg
+    return sample_run(traceback=TB)
 
 
 def section(text: str, title: str) -> str:
