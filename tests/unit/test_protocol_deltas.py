@@ -75,6 +75,6 @@ def test_inconsistent_counts_are_refused():
 
     delta = sample_delta()
     raw = msgspec.msgpack.decode(encode_delta(delta))
-    raw[7][0][1] += 1  # first trend's count no longer matches its buckets
+    raw[8][0][1] += 1  # first trend's count no longer matches its buckets
     with pytest.raises(ProtocolError, match="buckets hold"):
         decode_delta(msgspec.msgpack.encode(raw))

@@ -11,7 +11,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,13 @@ from cannonade.model.recorder import Recorder
 from cannonade.scenarios.loader import LoadedScenario
 
 Sink = Callable[[IntervalDelta], object]
+
+
+async def _sleep_until(at: float | None) -> None:
+    if at is not None:
+        delay = at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 @dataclass(slots=True)
@@ -80,29 +87,67 @@ class Engine:
 
     async def run(self, start_at: float | None = None) -> EngineResult:
         """Run the whole model. ``start_at`` (epoch seconds) aligns several engines."""
-        if start_at is not None:
-            delay = start_at - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        await _sleep_until(start_at)
         started = time.time()
-        ticker = asyncio.create_task(self._tick())
         rt = self.runtime
         try:
             if self._run_setup and rt.scenario.setup is not None:
-                await asyncio.gather(rt.spawn(self._setup()), return_exceptions=True)
+                await self._phase(self._setup())
             if not rt.stopping:
-                await self._run_model()
+                await self._phase(self._run_model(), hook=False)
             if self._run_setup and rt.scenario.teardown is not None and not rt.killed:
-                await asyncio.gather(rt.spawn(self._teardown()), return_exceptions=True)
+                await self._phase(self._teardown())
         finally:
-            ticker.cancel()
             try:
-                await asyncio.gather(ticker, return_exceptions=True)
                 await rt.close_all()
             finally:
                 # Whatever happened above, what was measured goes out.
-                self._flush(math.floor(time.time()), final=True)
+                self.final_flush()
         return EngineResult(started, time.time(), rt.stopping, rt.setup_data, rt.setup_failed)
+
+    # -- the phases one at a time, for a cannon that the HQ drives ------------------------
+    async def setup_phase(self) -> tuple[bool, Any]:
+        """Run ``@setup`` alone: (ok, its return value)."""
+        rt = self.runtime
+        if rt.scenario.setup is not None:
+            await self._phase(self._setup())
+        return not rt.setup_failed, rt.setup_data
+
+    async def model_phase(self, start_at: float | None, setup_data: Any) -> EngineResult:
+        """Run this partition's share of the model, with another cannon's setup data."""
+        rt = self.runtime
+        rt.setup_data = setup_data
+        await _sleep_until(start_at)
+        started = time.time()
+        try:
+            if not rt.stopping:
+                await self._phase(self._run_model(), hook=False)
+        finally:
+            await rt.close_all()
+            self._flush(math.floor(time.time()))
+        return EngineResult(started, time.time(), rt.stopping, rt.setup_data, rt.setup_failed)
+
+    async def teardown_phase(self, setup_data: Any) -> None:
+        rt = self.runtime
+        rt.setup_data = setup_data
+        if rt.scenario.teardown is not None and not rt.killed:
+            await self._phase(self._teardown())
+
+    def final_flush(self) -> None:
+        self._flush(math.floor(time.time()), final=True)
+
+    async def _phase(self, work: Coroutine[Any, Any, None], hook: bool = True) -> None:
+        """Run one phase with the per-second ticker. A hook (setup/teardown) runs as a
+        task a hard stop may cancel; the model's executor handles a stop itself."""
+        ticker = asyncio.create_task(self._tick())
+        try:
+            if hook:
+                await asyncio.gather(self.runtime.spawn(work), return_exceptions=True)
+            else:
+                await work
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
 
     async def _setup(self) -> None:
         rt = self.runtime

@@ -139,6 +139,7 @@ class IntervalDelta:
     errors: list[ErrorGroup] = field(default_factory=list)
     custom_kinds: dict[str, Kind] = field(default_factory=dict)
     final: bool = False
+    run_id: str = ""  # the run it belongs to; a receiver drops deltas of other runs
 
     def is_empty(self) -> bool:
         return not (self.trends or self.counters or self.gauges or self.errors)

@@ -24,7 +24,7 @@ from cannonade.model.metrics import (
     TrendDelta,
 )
 
-VERSION = 1
+VERSION = 2
 MAX_FRAME = 16 * 1024 * 1024
 
 
@@ -52,6 +52,7 @@ class _Error(msgspec.Struct, array_like=True, frozen=True):
 
 class _Delta(msgspec.Struct, array_like=True, frozen=True, tag="delta", tag_field="t"):
     version: int
+    run: str
     agent: str
     cannon: int
     seq: int
@@ -74,6 +75,7 @@ def encode_delta(delta: IntervalDelta) -> bytes:
     return _encoder.encode(
         _Delta(
             VERSION,
+            delta.run_id,
             delta.source.agent,
             delta.source.cannon,
             delta.seq,
@@ -127,6 +129,7 @@ def decode_delta(frame: bytes) -> IntervalDelta:
         errors=[_error(e) for e in raw.errors],
         custom_kinds=kinds,
         final=raw.final,
+        run_id=raw.run,
     )
 
 

@@ -1,0 +1,272 @@
+"""Control messages between the HQ and its agents, in OCT's JSON dialect.
+
+Commands go HQ -> agents on PUB as one frame: a channel, a space, then
+``{"command": ..., "msg": ...}``. The channel is empty for a broadcast (so the frame
+starts with a space) or an agent's uuid for that agent alone — exactly what OCT's HQ
+sends. cannonade's own commands put a :class:`RunRef` (run id + sequence number) in
+``msg`` so an agent applies each at most once, in order, and the HQ can re-publish
+them every second without harm.
+
+Agents -> HQ on PUSH: OCT status messages (``turret``, ``status``, ``uuid``,
+``rampup``, ``script``, ``cannons``) with cannonade's extra state under the key
+``cannonade``; a plain OCT turret simply leaves it out. Interval deltas travel as
+MessagePack (:mod:`cannonade.protocol.deltas`); a JSON frame always starts with ``{``,
+a delta never does, which is how :func:`decode_result_frame` tells them apart.
+
+Every decoder here raises only :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from typing import Any
+
+import msgspec
+
+from cannonade.errors import ProtocolError
+from cannonade.model.metrics import IntervalDelta
+from cannonade.protocol.deltas import MAX_FRAME, decode_delta
+
+VERSION = 1
+
+
+class Command(enum.StrEnum):
+    # OCT's own
+    STATUS_REQUEST = "status_request"
+    START = "start"
+    STOP = "stop"
+    KILL = "kill"
+    # cannonade's
+    PREPARE = "prepare"
+    SETUP = "setup"
+    TEARDOWN = "teardown"
+    RELEASE = "release"
+    ACK = "ack"
+
+
+class AgentState(enum.StrEnum):
+    """An agent's state, reported as the OCT ``status`` field.
+
+    Legal moves (anything else is a bug in the agent):
+    ``ready -> preparing -> prepared -> [setup -> setup_done] -> running -> done
+    -> [teardown -> teardown_done] -> ready``; ``preparing -> failed -> ready``;
+    ``running -> stopping -> done``; any run state -> ``ready`` on release.
+    """
+
+    READY = "ready"
+    PREPARING = "preparing"
+    PREPARED = "prepared"
+    FAILED = "failed"
+    SETUP = "setup"
+    SETUP_DONE = "setup_done"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    DONE = "done"
+    TEARDOWN = "teardown"
+    TEARDOWN_DONE = "teardown_done"
+    ABORTED = "Aborted"  # OCT: the agent itself is dying
+
+
+# -- HQ -> agent ------------------------------------------------------------------------
+
+
+class RunRef(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    seq: int
+
+
+class BundleWire(msgspec.Struct, frozen=True):
+    filename: str
+    sha256: str
+    data: str  # base64: the bundle is bytes and JSON has no bytes
+
+    def raw(self) -> bytes:
+        try:
+            return base64.b64decode(self.data, validate=True)
+        except ValueError:
+            raise ProtocolError("bundle data is not base64") from None
+
+
+class PartitionWire(msgspec.Struct, frozen=True):
+    """The agent's cannons are global partitions ``first .. first+cannons-1`` of
+    ``total``; every cannon of every agent is one partition."""
+
+    first: int
+    cannons: int
+    total: int
+
+
+class Prepare(RunRef, frozen=True, kw_only=True):
+    bundle: BundleWire
+    options: dict[str, Any]
+    partition: PartitionWire
+
+
+class Start(RunRef, frozen=True, kw_only=True):
+    start_at: float  # epoch seconds, the same for every agent
+    setup_data: Any = None
+
+
+class Teardown(RunRef, frozen=True, kw_only=True):
+    setup_data: Any = None
+
+
+class Ack(msgspec.Struct, frozen=True, kw_only=True):
+    """Deltas ``0 .. upto`` of this agent for this run are stored; drop them."""
+
+    run_id: str
+    upto: int
+
+
+SEQUENCED: dict[Command, type[RunRef]] = {
+    Command.PREPARE: Prepare,
+    Command.SETUP: RunRef,
+    Command.START: Start,
+    Command.STOP: RunRef,
+    Command.KILL: RunRef,
+    Command.TEARDOWN: Teardown,
+    Command.RELEASE: RunRef,
+}
+
+AgentCommand = RunRef | Ack | Command  # a bare Command: OCT's form with a non-cannonade msg
+
+
+class _Envelope(msgspec.Struct):
+    command: str
+    msg: Any = None
+
+
+_json_encoder = msgspec.json.Encoder()
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
+def encode_command(command: Command, msg: msgspec.Struct | str | None, channel: str = "") -> bytes:
+    return channel.encode() + b" " + _json_encoder.encode({"command": command.value, "msg": msg})
+
+
+def split_channel(frame: bytes) -> tuple[str, bytes]:
+    """``b"<uuid> {json}"`` -> (uuid, json); a broadcast's channel is ``""``."""
+    if frame.startswith(b"{"):  # a bare JSON command, as some turrets send
+        return "", frame
+    channel, sep, body = frame.partition(b" ")
+    if not sep:
+        raise ProtocolError("command frame has no channel separator")
+    try:
+        return channel.decode("ascii"), body
+    except UnicodeDecodeError:
+        raise ProtocolError("command channel is not ASCII") from None
+
+
+def decode_command(body: bytes) -> tuple[Command, AgentCommand]:
+    """The command and its typed message. OCT commands whose ``msg`` is not one of
+    cannonade's (``"open fire"``, ``null``) decode to the bare :class:`Command`."""
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"command of {len(body)} bytes exceeds {MAX_FRAME}")
+    try:
+        env = _envelope_decoder.decode(body)
+    except (msgspec.MsgspecError, ValueError) as e:
+        raise ProtocolError(f"malformed command: {e}") from None
+    try:
+        command = Command(env.command)
+    except ValueError:
+        raise ProtocolError(f"unknown command {env.command!r}") from None
+    if not isinstance(env.msg, dict):
+        return command, command
+    try:
+        if command is Command.ACK:
+            return command, msgspec.convert(env.msg, Ack)
+        cls = SEQUENCED.get(command)
+        if cls is None:
+            return command, command
+        return command, msgspec.convert(env.msg, cls)
+    except msgspec.ValidationError as e:
+        raise ProtocolError(f"command {command.value}: {e}") from None
+
+
+# -- agent -> HQ ------------------------------------------------------------------------
+
+
+class SetupResult(msgspec.Struct, frozen=True):
+    ok: bool
+    data: Any = None
+    error: str = ""
+
+
+class AgentTotals(msgspec.Struct, frozen=True):
+    """What an agent sent for a run, to check the HQ's stored series against."""
+
+    deltas: int  # agent deltas sent: seqs 0 .. deltas-1
+    counters: dict[str, float]  # per metric, summed over every key
+    trend_counts: dict[str, int]  # samples per trend metric
+    dropped_deltas: int = 0  # lost to a full buffer while the HQ was away
+    cannon_gaps: int = 0  # cannon deltas that never reached the agent
+
+
+class AgentReport(msgspec.Struct, frozen=True, kw_only=True):
+    """cannonade's part of a status message."""
+
+    version: int = VERSION
+    hostname: str = ""
+    pid: int = 0
+    run_id: str | None = None
+    ack: int = -1  # highest command seq applied for run_id
+    hooks: list[str] = []
+    setup: SetupResult | None = None
+    totals: AgentTotals | None = None
+    error: str = ""
+    buffered: int = 0  # deltas waiting for the HQ's ack
+
+
+class Status(msgspec.Struct, frozen=True, kw_only=True):
+    """An OCT status message; numbers may arrive as strings (OCT's own docs show them so)."""
+
+    turret: str = ""
+    status: str
+    uuid: str
+    rampup: float | str = 0
+    script: str = ""
+    cannons: int | str = 0
+    cannonade: AgentReport | None = None
+
+    @property
+    def cannon_count(self) -> int:
+        try:
+            return max(0, int(self.cannons))
+        except ValueError:
+            return 0
+
+
+_status_decoder = msgspec.json.Decoder(Status)
+
+
+def encode_status(status: Status) -> bytes:
+    return _json_encoder.encode(status)
+
+
+ResultFrame = Status | IntervalDelta
+
+
+def decode_result_frame(frame: bytes) -> ResultFrame:
+    """One frame from the HQ's PULL socket, decoded by its structure."""
+    if len(frame) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME}")
+    if not frame:
+        raise ProtocolError("empty frame")
+    if frame[:1] == b"{":
+        return decode_status(frame)
+    return decode_delta(frame)
+
+
+def decode_status(frame: bytes) -> Status:
+    try:
+        status = _status_decoder.decode(frame)
+    except (msgspec.MsgspecError, ValueError, RecursionError) as e:
+        raise ProtocolError(f"malformed status message: {e}") from None
+    if not status.uuid or len(status.uuid) > 200:
+        raise ProtocolError("status message without a usable uuid")
+    return status
+
+
+def bundle_wire(filename: str, sha256: str, data: bytes) -> BundleWire:
+    return BundleWire(filename, sha256, base64.b64encode(data).decode("ascii"))
