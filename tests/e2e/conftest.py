@@ -21,7 +21,8 @@ class RunResult:
 
 
 def run_command(scenario, export, *args):
-    """The `cannonade run` command line every e2e test uses: quiet, with an export."""
+    """The `cannonade run` command line every e2e test uses: quiet, with an export and
+    a database of its own beside the export."""
     return [
         sys.executable,
         "-m",
@@ -31,6 +32,8 @@ def run_command(scenario, export, *args):
         "--quiet",
         "--summary-export",
         str(export),
+        "--db",
+        str(Path(export).parent / "runs.db"),
         *args,
     ]
 

@@ -89,7 +89,8 @@ def test_stall_shows_in_corrected_latency_only(run_cli, target):
     # they are slow (corrected p99 ~ 1 s); from the actual send only the two requests
     # caught by the stall are slow (0.2 % of samples: invisible at p99).
     def stall():
-        time.sleep(2.0)
+        _wait_for_load(target)
+        time.sleep(1.0)
         urllib.request.urlopen(target.url + "/stall?s=1", timeout=10).read()
 
     t = threading.Thread(target=stall)
@@ -171,9 +172,18 @@ def test_bad_option_names_it(run_cli):
     assert "--rate" in r.stderr
 
 
+def _wait_for_load(target, timeout=30.0):
+    """Until the target has served a request: the HQ, agent and cannons are up."""
+    deadline = time.monotonic() + timeout
+    while target.stats()["requests"] == 0:
+        assert time.monotonic() < deadline, "no request reached the target"
+        time.sleep(0.1)
+    time.sleep(0.5)
+
+
 def test_ctrl_c_stops_gracefully_with_a_summary(tmp_path, target):
     proc, export = _start(tmp_path, GET_ROOT, "--host", target.url, "-u", "4", "-d", "60s")
-    time.sleep(3)
+    _wait_for_load(target)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -202,7 +212,7 @@ def test_second_ctrl_c_stops_now_and_keeps_every_count(tmp_path, target):
         "@vu_teardown\nasync def bye(vu):\n    await vu.sleep(60)\n"
     )
     proc, export = _start(tmp_path, body, "--host", target.url, "-u", "8", "-d", "60s")
-    time.sleep(2.5)
+    _wait_for_load(target)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -217,7 +227,7 @@ def test_second_ctrl_c_stops_now_and_keeps_every_count(tmp_path, target):
 
 def test_ctrl_c_under_the_open_model_does_not_wait_for_the_next_arrival(tmp_path, target):
     proc, export = _start(tmp_path, GET_ROOT, "--host", target.url, "--rate", "1/m", "-d", "5m")
-    time.sleep(2.5)
+    _wait_for_load(target)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)

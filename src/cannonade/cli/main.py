@@ -33,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-u", "--users", default="20")
     demo.add_argument("-q", "--quiet", action="store_true")
 
+    from cannonade.cli.agent import add_agent_parser
+    from cannonade.cli.history import add_history_parsers
+    from cannonade.cli.hq import add_hq_parser
+    from cannonade.cli.keys import add_keys_parser
+
+    add_hq_parser(sub)
+    add_agent_parser(sub)
+    add_history_parsers(sub)
+    add_keys_parser(sub)
+
     target = sub.add_parser("target", help="serve the embedded HTTP test target")
     target.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     target.add_argument("--host", default="127.0.0.1")
@@ -54,6 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cannonade.cli.demo import demo_command
 
         return demo_command(args)
+    if args.command == "hq":
+        from cannonade.cli.hq import hq_command
+
+        return hq_command(args)
+    if args.command == "agent":
+        from cannonade.cli.agent import agent_command
+
+        return agent_command(args)
+    if args.command in ("runs", "show"):
+        from cannonade.cli.history import history_command
+
+        return history_command(args)
+    if args.command == "keys":
+        from cannonade.cli.keys import keys_command
+
+        return keys_command(args)
     if args.command == "target":
         from cannonade.target.server import main as target_main
 

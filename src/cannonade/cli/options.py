@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
+from cannonade.cli.cluster import add_hq_arguments
 from cannonade.config import (
     MAX_USERS,
     ArrivalRate,
@@ -57,6 +58,15 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--summary-export", default=None, help="write k6-style summary JSON")
     out.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+
+    add_hq_arguments(p, ports_default=None)
+    dist = p.add_argument_group("agents")
+    dist.add_argument(
+        "--cannons", type=int, default=None, help="cannons of the local agent (default: cores)"
+    )
+    dist.add_argument("--local-agents", type=int, default=1, help="agents started here (0 or 1)")
+    dist.add_argument("--min-agents", type=int, default=None, help="agents to wait for")
+    dist.add_argument("--wait-agents", default="2m", help="how long to wait for them")
 
 
 def _positive(value: int | None, option: str) -> None:

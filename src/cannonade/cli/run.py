@@ -1,29 +1,58 @@
-"""``cannonade run``: one process runs the engine and prints the verdict."""
+"""``cannonade run``: a one-shot HQ. It starts a local agent (unless told not to),
+drives one run through it and any other agents that joined, stores it, prints the
+summary computed from the store, and exits with the verdict.
+
+There is one code path: a laptop run goes through the same HQ, agent and cannon
+processes as a run over twenty machines, only over loopback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import gc
+import os
+import secrets
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING
 
+from cannonade.cli.cluster import check_port, hq_curve
 from cannonade.cli.options import build_options
-from cannonade.config import EngineOptions, model_duration
-from cannonade.engine.engine import Engine
-from cannonade.errors import CannonadeError
-from cannonade.model.aggregate import Aggregator
-from cannonade.model.summary import RunInfo, Summary, compute_summary
+from cannonade.config import EngineOptions, model_duration, parse_duration
+from cannonade.errors import CannonadeError, ConfigError
+from cannonade.model.summary import AgentLine, RunInfo, Summary, compute_summary
 from cannonade.model.thresholds import Threshold, parse_threshold
 from cannonade.report.export import write_summary_export
-from cannonade.report.live import LiveProgress, snapshot_from
 from cannonade.report.text import render_summary
+from cannonade.scenarios.bundle import Bundle
 from cannonade.scenarios.loader import LoadedScenario, load_path
+from cannonade.transport.security import Curve
+
+if TYPE_CHECKING:
+    from cannonade.hq.run import RunController, RunSpec
+    from cannonade.hq.server import HQ, Interrupts, RunOutcome
+    from cannonade.model.aggregate import Aggregator
 
 EXIT_OK, EXIT_ERROR, EXIT_THRESHOLDS, EXIT_INTERRUPTED = 0, 1, 99, 130
+AGENT_EXIT_WAIT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    listen: str
+    publisher_port: int
+    results_port: int
+    curve: Curve | None
+    db: str
+    local_agents: int
+    cannons: int
+    min_agents: int
+    wait_agents: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +60,53 @@ class Prepared:
     scenario: LoadedScenario
     options: EngineOptions
     thresholds: tuple[Threshold, ...]
+    bundle: Bundle
+    cluster: Cluster
+    expressions: tuple[str, ...] = ()
+
+
+def build_cluster(a: argparse.Namespace) -> Cluster:
+    if a.local_agents not in (0, 1):
+        raise ConfigError(f"--local-agents is 0 or 1, got {a.local_agents}")
+    cannons = a.cannons if a.cannons is not None else (os.cpu_count() or 1)
+    if cannons < 1:
+        raise ConfigError(f"--cannons must be at least 1, got {cannons}")
+    if a.cannons is not None and a.local_agents == 0:
+        raise ConfigError(
+            "--cannons sets the local agent's cannons; there is none with --local-agents 0"
+        )
+    min_agents = a.min_agents if a.min_agents is not None else max(1, a.local_agents)
+    if min_agents < max(1, a.local_agents):
+        raise ConfigError(f"--min-agents must be at least {max(1, a.local_agents)}")
+    # Agents from elsewhere need known ports (OCT's); a run on its own takes free ones.
+    remote = min_agents > a.local_agents
+    pub = a.publisher_port if a.publisher_port is not None else (5000 if remote else 0)
+    res = a.results_port if a.results_port is not None else (pub + 1 if pub else 0)
+    check_port(pub, "--publisher-port")
+    check_port(res, "--results-port")
+    return Cluster(
+        listen=a.listen,
+        publisher_port=pub,
+        results_port=res,
+        curve=hq_curve(a),
+        db=a.db,
+        local_agents=a.local_agents,
+        cannons=cannons,
+        min_agents=min_agents,
+        wait_agents=parse_duration(a.wait_agents, "--wait-agents"),
+    )
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
     """Everything that can be wrong with the input is found here, before any load."""
     options = build_options(args)
+    cluster = build_cluster(args)
     scenario = load_path(args.scenario)
-    exprs = [*args.threshold, *scenario.thresholds]
-    return Prepared(scenario, options, tuple(parse_threshold(e) for e in exprs))
+    bundle = Bundle.from_path(args.scenario)
+    exprs = (*args.threshold, *scenario.thresholds)
+    return Prepared(
+        scenario, options, tuple(parse_threshold(e) for e in exprs), bundle, cluster, exprs
+    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -47,18 +115,27 @@ def run_command(args: argparse.Namespace) -> int:
     except CannonadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    outcome = run_prepared(prepared, quiet=args.quiet)
+    try:
+        outcome = run_prepared(prepared, quiet=args.quiet)
+    except CannonadeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     summary = outcome.summary
     print(render_summary(summary))
     if outcome.setup_failed:
         print("error: @setup failed (its error is listed above); no load was run", file=sys.stderr)
+    elif outcome.error:
+        print(f"error: {outcome.error}", file=sys.stderr)
+    print(f"run {outcome.run_id} stored in {prepared.cluster.db}", file=sys.stderr)
     if args.summary_export:
         try:
             write_summary_export(summary, args.summary_export)
         except OSError as e:
             print(f"error: --summary-export {args.summary_export}: {e.strerror}", file=sys.stderr)
             return EXIT_ERROR
-    return EXIT_ERROR if outcome.setup_failed else exit_code(summary)
+    if outcome.setup_failed or (outcome.error and not summary.interrupted):
+        return EXIT_ERROR
+    return exit_code(summary)
 
 
 def exit_code(summary: Summary) -> int:
@@ -72,7 +149,9 @@ def exit_code(summary: Summary) -> int:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     summary: Summary
+    run_id: str = ""
     setup_failed: bool = False
+    error: str = ""
 
 
 def describe_options(options: EngineOptions) -> dict[str, object]:
@@ -87,87 +166,176 @@ def describe_options(options: EngineOptions) -> dict[str, object]:
     return out
 
 
+def new_run_id() -> str:
+    """Sortable by time, unique by its random tail; a prefix is enough to name it."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
 def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
-    _install_uvloop()
-    _tune_gc()
-    return asyncio.run(_run(prepared, quiet))
+    from cannonade.hq.run import RunSpec
+    from cannonade.hq.server import HQ, HQConfig, Interrupts, model_bound
+    from cannonade.protocol.options import options_to_wire
+    from cannonade.storage import Store
 
-
-def _tune_gc() -> None:
-    # Every request allocates a few short-lived objects (futures, coroutines, the
-    # response); with the default threshold of 700 the young-generation collector runs
-    # every ~70 requests, about 2,000 instructions a request (callgrind). Collect less
-    # often, and move everything alive at start (modules, the scenario) out of the
-    # collector's way for good.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def _install_uvloop() -> None:
+    c = prepared.cluster
+    store = Store.open(c.db)
     try:
-        import uvloop
-    except ImportError:  # plain asyncio still works, only slower
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        hq = HQ(HQConfig(c.listen, c.publisher_port, c.results_port, c.curve), store)
+    except BaseException:
+        store.close()
+        raise
+    agents: list[subprocess.Popen[bytes]] = []
+    opts = prepared.options
+    spec = RunSpec(
+        run_id=new_run_id(),
+        bundle=prepared.bundle,
+        options=options_to_wire(opts),
+        min_agents=c.min_agents,
+        wait_agents=c.wait_agents,
+        bound=model_bound(model_duration(opts.model), opts.max_duration),
+        graceful_stop=opts.graceful_stop,
+    )
+    if c.min_agents > c.local_agents:
+        print(
+            f"waiting for {c.min_agents - c.local_agents} agent(s): "
+            f"cannonade agent --hq HOST --publisher-port {hq.publisher_port} "
+            f"--results-port {hq.results_port}",
+            file=sys.stderr,
+            flush=True,
+        )
+    interrupts = Interrupts()
+    previous = _install_signals(interrupts)
+    try:
+        if c.local_agents:
+            agents.append(_start_local_agent(hq.publisher_port, hq.results_port, c.cannons))
+        outcome = _execute(hq, spec, prepared, interrupts, quiet)
+    finally:
+        _restore_signals(previous)
+        _stop_agents(agents)
+        hq.close()
+    try:
+        stored = store.load(outcome.run_id)
+        info = RunInfo(
+            started=outcome.started,
+            ended=outcome.ended,
+            interrupted=outcome.status == "interrupted" or interrupts.level > 0,
+            options=describe_options(opts),
+            scenario=prepared.scenario.path,
+            run_id=outcome.run_id,
+            agents=tuple(
+                AgentLine(
+                    a.name,
+                    a.uuid,
+                    a.cannons,
+                    a.status,
+                    a.lost_at,
+                    a.losses,
+                    a.intervals,
+                    a.expected,
+                    a.discrepancies,
+                )
+                for a in outcome.agents
+            ),
+            notes=_notes(outcome.rejected),
+        )
+        summary = compute_summary(stored.aggregator, info, prepared.thresholds)
+        store.set_status(outcome.run_id, outcome.status, at=time.time(), verdict=summary.verdict)
+    finally:
+        store.close()
+    return Outcome(summary, outcome.run_id, outcome.setup_failed, outcome.error)
 
 
-async def _run(prepared: Prepared, quiet: bool) -> Outcome:
-    aggregator = Aggregator()
-    engine = Engine(prepared.scenario, prepared.options, aggregator.add)
-    loop = asyncio.get_running_loop()
-    interrupts = [0]
-    main_task = asyncio.current_task()
+def _notes(rejected: dict[str, int]) -> tuple[str, ...]:
+    # Duplicates are the agents' re-sends after a lost ack: expected, and harmless.
+    return tuple(
+        f"{n} message(s) rejected: {why}"
+        for why, n in sorted(rejected.items())
+        if n and why != "duplicate delta"
+    )
 
-    def on_signal() -> None:
+
+def _execute(
+    hq: HQ, spec: RunSpec, prepared: Prepared, interrupts: Interrupts, quiet: bool
+) -> RunOutcome:
+    from cannonade.report.live import LiveProgress, snapshot_from
+
+    total = model_duration(prepared.options.model)
+    live = LiveProgress(enabled=LiveProgress.should_enable(quiet, sys.stdout), total=total)
+
+    def progress(aggregator: Aggregator, run: RunController) -> None:
+        if run.start_at is None:
+            return
+        now = time.time()
+        elapsed = max(0.0, now - run.start_at)
+        live.update(snapshot_from(aggregator, int(now) - 1, elapsed=elapsed, total=total))
+
+    with live:
+        return hq.execute(
+            spec,
+            scenario=prepared.scenario.path,
+            thresholds=prepared.expressions,
+            options_view=describe_options(prepared.options),
+            interrupts=interrupts,
+            progress=progress,
+        )
+
+
+_Handler = Callable[[int, FrameType | None], object] | int | None
+
+
+def _install_signals(interrupts: Interrupts) -> dict[int, _Handler]:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         # First Ctrl-C: graceful stop. Second: cancel running iterations now. Either way
         # the summary of what ran is printed. A third gives up waiting on anything.
-        interrupts[0] += 1
-        if interrupts[0] == 1:
+        interrupts.level += 1
+        if interrupts.level == 1:
             print("\nstopping gracefully (Ctrl-C again to stop now)", file=sys.stderr)
-            engine.stop()
-        elif interrupts[0] == 2:
+        elif interrupts.level == 2:
             print("stopping now", file=sys.stderr)
-            engine.kill()
-        elif main_task is not None:
-            main_task.cancel()
 
+    previous: dict[int, _Handler] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    total = model_duration(prepared.options.model)
-    started = time.time()
-    live = LiveProgress(enabled=LiveProgress.should_enable(quiet, sys.stdout), total=total)
-    updater = asyncio.create_task(_update_live(live, aggregator, started, total))
-    ended = started
-    setup_failed = False
-    try:
-        with live:
-            try:
-                result = await engine.run()
-                started, ended = result.started, result.ended
-                setup_failed = result.setup_failed
-            except asyncio.CancelledError:
-                ended = time.time()
-            finally:
-                updater.cancel()
-                await asyncio.gather(updater, return_exceptions=True)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    info = RunInfo(
-        started=started,
-        ended=ended,
-        interrupted=interrupts[0] > 0,
-        options=describe_options(prepared.options),
-        scenario=prepared.scenario.path,
-    )
-    return Outcome(compute_summary(aggregator, info, prepared.thresholds), setup_failed)
+        previous[sig] = signal.signal(sig, on_signal)
+    return previous
 
 
-async def _update_live(
-    live: LiveProgress, aggregator: Aggregator, started: float, total: float | None
-) -> None:
-    while True:
-        await asyncio.sleep(1.0)
-        now = time.time()
-        live.update(snapshot_from(aggregator, int(now) - 1, elapsed=now - started, total=total))
+def _restore_signals(previous: dict[int, _Handler]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _start_local_agent(
+    publisher_port: int, results_port: int, cannons: int
+) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable,
+        "-m",
+        "cannonade",
+        "agent",
+        "--hq",
+        "127.0.0.1",
+        "--publisher-port",
+        str(publisher_port),
+        "--results-port",
+        str(results_port),
+        "--cannons",
+        str(cannons),
+        "--name",
+        "local",
+        "--exit-with-parent",
+        str(os.getpid()),
+    ]
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def _stop_agents(agents: list[subprocess.Popen[bytes]]) -> None:
+    for p in agents:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + AGENT_EXIT_WAIT
+    for p in agents:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

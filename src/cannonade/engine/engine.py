@@ -73,6 +73,7 @@ class Engine:
             random.Random(seed + self.partition.index),
             setup_data,
         )
+        self._flushed_second, self._flushed_peak = -1, 0
         # The setup hook runs once per run: in the first partition unless told otherwise.
         self._run_setup = self.partition.index == 0 if run_setup is None else run_setup
 
@@ -201,6 +202,12 @@ class Engine:
     def _flush(self, second: int, final: bool = False) -> None:
         rt = self.runtime
         rt.move_counts()
-        self.recorder.gauge(Key(VUS), float(rt.take_peak()))
+        peak = rt.take_peak()
+        # A receiver keeps a source's last gauge value per second, so a second flushed
+        # twice (a phase's end, then the final flush) must repeat the second's peak.
+        if second == self._flushed_second:
+            peak = max(peak, self._flushed_peak)
+        self._flushed_second, self._flushed_peak = second, peak
+        self.recorder.gauge(Key(VUS), float(peak))
         self.recorder.gauge(Key(VUS_MAX), float(rt.allocated))
         self.sink(self.recorder.flush(second, final=final))

@@ -51,6 +51,21 @@ TREND_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 
 
 @dataclass(frozen=True, slots=True)
+class AgentLine:
+    """One agent's part in a run, as the HQ saw it."""
+
+    name: str
+    uuid: str
+    cannons: int
+    status: str  # its last reported status
+    lost_at: float | None = None  # epoch seconds it went missing (None: never, or back)
+    losses: int = 0  # how often it went missing
+    intervals: int = 0  # its interval reports that arrived
+    expected: int | None = None  # how many it says it sent (None: it never said)
+    problems: tuple[str, ...] = ()  # where its totals and the stored series disagree
+
+
+@dataclass(frozen=True, slots=True)
 class RunInfo:
     """What the run was, besides its measurements. Times are epoch seconds."""
 
@@ -59,6 +74,13 @@ class RunInfo:
     interrupted: bool = False
     options: Mapping[str, object] = field(default_factory=dict)
     scenario: str = ""
+    run_id: str = ""
+    agents: tuple[AgentLine, ...] = ()
+    notes: tuple[str, ...] = ()  # what went wrong around the measurements
+
+    @property
+    def degraded(self) -> bool:
+        return any(a.losses for a in self.agents)
 
     @property
     def duration(self) -> float:

@@ -196,6 +196,23 @@ def _cannonade(summary: Summary) -> Json:
             {"agent": g.agent, "cannon": g.cannon, "missing": list(g.missing)} for g in summary.gaps
         ],
         "options": json_safe(info.options),
+        "run_id": info.run_id,
+        "degraded": info.degraded,
+        "agents": [
+            {
+                "name": a.name,
+                "uuid": a.uuid,
+                "cannons": a.cannons,
+                "status": a.status,
+                "lost_at": a.lost_at,
+                "losses": a.losses,
+                "intervals": a.intervals,
+                "expected_intervals": a.expected,
+                "problems": list(a.problems),
+            }
+            for a in info.agents
+        ],
+        "notes": list(info.notes),
     }
 
 

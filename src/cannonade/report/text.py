@@ -329,6 +329,19 @@ def _transport_section(summary: Summary) -> list[str]:
 
 def _warnings(summary: Summary) -> list[str]:
     lines: list[str] = []
+    started = summary.info.started
+    for a in summary.info.agents:
+        if a.losses:
+            when = f"+{a.lost_at - started:.1f}s" if a.lost_at is not None else "and came back"
+            got = f"{a.intervals} of {a.expected}" if a.expected is not None else str(a.intervals)
+            lines.append(
+                f"  {WARN} DEGRADED: agent {a.name} ({a.uuid[:8]}) was lost {when}; "
+                f"{got} of its interval reports arrived"
+            )
+        for p in a.problems:
+            lines.append(f"  {WARN} agent {a.name} ({a.uuid[:8]}): {p}")
+    for note in summary.info.notes:
+        lines.append(f"  {WARN} {note}")
     if summary.gaps:
         lost = sum(len(g.missing) for g in summary.gaps)
         where = ", ".join(f"{g.agent}/{g.cannon}: {_ranges(g.missing)}" for g in summary.gaps)

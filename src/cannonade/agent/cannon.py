@@ -1,0 +1,165 @@
+"""A cannon: one process, one event loop, one partition of the run.
+
+Started by its agent (``python -m cannonade.agent.cannon``), it talks to the agent
+over an ipc DEALER socket: JSON commands in, JSON replies and MessagePack deltas out.
+It runs user code, so it is the only process whose loop a scenario can stall; that is
+why liveness is the agent's job, not the cannon's.
+
+Commands (``k``): ``load`` (scenario path, options, partition), ``setup``, ``start``
+(start_at, setup_data), ``stop``, ``kill``, ``teardown`` (setup_data), ``exit``.
+Replies: ``hello``, ``loaded`` (hooks) or ``error``, ``setup_done`` (ok, data, error),
+``done``, ``teardown_done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import signal
+import sys
+from typing import Any
+
+import msgspec
+
+from cannonade.agent.lifeline import die_with_parent
+from cannonade.config import Partition
+from cannonade.engine.engine import Engine
+from cannonade.engine.tuning import install_uvloop, tune_gc
+from cannonade.errors import CannonadeError
+from cannonade.model.metrics import IntervalDelta, SourceId
+from cannonade.model.recorder import Recorder
+from cannonade.protocol.deltas import encode_delta
+from cannonade.protocol.options import options_from_wire
+from cannonade.scenarios.loader import load_path
+from cannonade.transport.sockets import AsyncDealer
+
+_json = msgspec.json.Encoder()
+
+
+class Cannon:
+    def __init__(self, channel: AsyncDealer, agent: str, index: int) -> None:
+        self.channel = channel
+        self.agent = agent
+        self.index = index
+        self.engine: Engine | None = None
+        self.run_id = ""
+        self.model_task: asyncio.Task[None] | None = None
+        self.hook_task: asyncio.Task[None] | None = None
+
+    def reply(self, kind: str, **fields: Any) -> None:
+        self.channel.send(_json.encode({"k": kind, **fields}))
+
+    def ship(self, delta: IntervalDelta) -> None:
+        delta.run_id = self.run_id
+        self.channel.send(encode_delta(delta))
+
+    async def serve(self) -> None:
+        self.reply("hello", pid=os.getpid())
+        while True:
+            frame = await self.channel.recv()
+            try:
+                cmd = msgspec.json.decode(frame)
+                kind = cmd["k"]
+            except (msgspec.DecodeError, KeyError, TypeError):
+                continue  # only our agent talks here; nothing to answer
+            if kind == "exit":
+                break
+            self.handle(kind, cmd)
+        await self.finish()
+
+    def handle(self, kind: str, cmd: dict[str, Any]) -> None:
+        if kind == "load":
+            self.load(cmd)
+            return
+        engine = self.engine
+        if engine is None:
+            return
+        if kind == "setup" and self.hook_task is None:
+            self.hook_task = asyncio.create_task(self.setup(engine))
+        elif kind == "start" and self.model_task is None:
+            self.model_task = asyncio.create_task(self.run(engine, cmd))
+        elif kind == "stop":
+            engine.stop()
+        elif kind == "kill":
+            engine.kill()
+        elif kind == "teardown" and self.model_task is not None and self.model_task.done():
+            self.hook_task = asyncio.create_task(self.teardown(engine, cmd.get("setup_data")))
+
+    def load(self, cmd: dict[str, Any]) -> None:
+        if self.engine is not None:
+            return
+        try:
+            scenario = load_path(cmd["path"])
+            options = options_from_wire(cmd["options"])
+            index, count = cmd["partition"]
+            partition = Partition(int(index), int(count))
+        except CannonadeError as e:
+            self.reply("error", message=str(e))
+            return
+        self.run_id = str(cmd["run_id"])
+        recorder = Recorder(SourceId(self.agent, self.index))
+        self.engine = Engine(
+            scenario, options, self.ship, partition=partition, recorder=recorder, run_setup=False
+        )
+        hooks = [n for n, f in (("setup", scenario.setup), ("teardown", scenario.teardown)) if f]
+        self.reply("loaded", hooks=hooks)
+        # Everything imported from here on lives for the whole run: keep the young
+        # generation collector off it (see cannonade.cli.run._tune_gc).
+        gc.collect()
+        gc.freeze()
+
+    async def setup(self, engine: Engine) -> None:
+        ok, data = await engine.setup_phase()
+        try:
+            _json.encode(data)
+        except (TypeError, OverflowError) as e:
+            self.reply("setup_done", ok=False, error=f"@setup returned data that is not JSON: {e}")
+            return
+        self.reply("setup_done", ok=ok, data=data, error="" if ok else "@setup failed")
+
+    async def run(self, engine: Engine, cmd: dict[str, Any]) -> None:
+        start_at = cmd.get("start_at")
+        await engine.model_phase(
+            float(start_at) if start_at is not None else None, cmd.get("setup_data")
+        )
+        self.reply("done")
+
+    async def teardown(self, engine: Engine, setup_data: Any) -> None:
+        await engine.teardown_phase(setup_data)
+        self.reply("teardown_done")
+
+    async def finish(self) -> None:
+        for task in (self.model_task, self.hook_task):
+            if task is not None and not task.done():
+                if self.engine is not None:
+                    self.engine.kill()
+                await asyncio.gather(task, return_exceptions=True)
+        if self.engine is not None:
+            self.engine.final_flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cannonade-cannon")
+    p.add_argument("--ipc", required=True)
+    p.add_argument("--agent", required=True)
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--parent", type=int, required=True)
+    args = p.parse_args(argv)
+    die_with_parent(args.parent)
+    # The agent decides when a cannon stops; a Ctrl-C in the terminal reaches the whole
+    # process group and must not kill the cannon before it has shipped its numbers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    install_uvloop()
+    tune_gc()
+    channel = AsyncDealer(args.ipc, str(args.index).encode())
+    try:
+        asyncio.run(Cannon(channel, args.agent, args.index).serve())
+    finally:
+        channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

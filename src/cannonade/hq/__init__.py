@@ -1,0 +1,1 @@
+"""The HQ: agents, runs, liveness, and storage of what the agents measure."""

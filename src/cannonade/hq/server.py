@@ -1,0 +1,416 @@
+"""The HQ process: binds PUB (commands) and PULL (status and results), keeps the roster
+of agents, drives runs and stores what they measure.
+
+One thread, one poll loop. Every frame from the PULL socket goes through one total
+decoder: a typed message, or a rejection counted by reason — a malformed frame can
+cost the HQ a counter increment, never its loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cannonade.clock import Clock, SystemClock
+from cannonade.errors import ConfigError, ProtocolError
+from cannonade.hq.ingest import Ingest
+from cannonade.hq.membership import Change, Roster
+from cannonade.hq.run import Phase, RunController, RunSpec
+from cannonade.model.aggregate import Aggregator
+from cannonade.model.metrics import IntervalDelta
+from cannonade.protocol.control import (
+    Ack,
+    AgentState,
+    Command,
+    RunRef,
+    Status,
+    decode_result_frame,
+    encode_command,
+)
+from cannonade.storage import RunStatus, RunWriter, Store
+from cannonade.transport.security import Curve
+from cannonade.transport.sockets import REJECTED_MULTIPART, Poller, Transport
+
+ACK_EVERY = 0.5
+FLUSH_EVERY = 1.0
+DRAIN_TIMEOUT = 5.0  # after the agents' totals: how long to wait for their last deltas
+FOREVER = 1 << 62  # a sequence number above any real one
+
+
+@dataclass(frozen=True, slots=True)
+class HQConfig:
+    listen: str = "127.0.0.1"
+    publisher_port: int = 5000
+    results_port: int = 5001
+    curve: Curve | None = None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOutcome:
+    uuid: str
+    name: str
+    cannons: int
+    status: str
+    lost_at: float | None
+    losses: int
+    intervals: int  # deltas of it that arrived
+    expected: int | None  # deltas it says it sent (None: it never said)
+    discrepancies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    run_id: str
+    status: RunStatus
+    started: float
+    ended: float
+    error: str
+    setup_failed: bool
+    degraded: bool
+    agents: tuple[AgentOutcome, ...]
+    rejected: dict[str, int]
+
+
+@dataclass(slots=True)
+class Interrupts:
+    """Set from a signal handler, read by the loop: 1 = stop, 2 = kill, 3 = give up."""
+
+    level: int = 0
+
+
+Progress = Callable[[Aggregator, RunController], None]
+
+
+@dataclass(slots=True)
+class _Timers:
+    ack: float = 0.0
+    flush: float = 0.0
+    housekeeping: float = 0.0
+    stale: float = 0.0
+    progress: float = 0.0
+
+
+class HQ:
+    def __init__(self, config: HQConfig, store: Store, clock: Clock | None = None) -> None:
+        if not is_loopback(config.listen) and config.curve is None:
+            raise ConfigError(
+                f"--listen {config.listen} is not a loopback address: refusing to accept "
+                "agents from the network without CURVE (--curve-key and --curve-allow)"
+            )
+        self.config = config
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.transport = Transport()
+        self.gatekeeper = self.transport.secure(config.curve) if config.curve else None
+        self.pub = self.transport.bind("pub", config.listen, config.publisher_port, config.curve)
+        self.pull = self.transport.bind("pull", config.listen, config.results_port, config.curve)
+        self._poller = Poller(self.pull)
+        self.roster = Roster(self.clock)
+        self.rejected: Counter[str] = Counter()
+        self.run: RunController | None = None
+        self.ingest: Ingest | None = None
+        self._timers = _Timers()
+        self._writer: RunWriter | None = None
+        self.on_change: Callable[[Change], None] | None = None
+
+    @property
+    def publisher_port(self) -> int:
+        return self.pub.port
+
+    @property
+    def results_port(self) -> int:
+        return self.pull.port
+
+    def close(self) -> None:
+        self.pub.close()
+        self.pull.close()
+        if self.gatekeeper is not None:
+            self.gatekeeper.stop()
+        self.transport.close()
+
+    # -- receiving -------------------------------------------------------------------
+    def pump(self, timeout: float) -> None:
+        if not self.pull_ready(timeout):
+            return
+        for _ in range(20_000):
+            frame = self.pull.recv()
+            if frame is None:
+                return
+            self.handle(frame)
+
+    def pull_ready(self, timeout: float) -> bool:
+        return bool(self._poller.poll(timeout))
+
+    def handle(self, frame: bytes) -> None:
+        if frame is REJECTED_MULTIPART or not frame:
+            self.rejected["multipart or empty frame"] += 1
+            return
+        try:
+            msg = decode_result_frame(frame)
+        except ProtocolError:
+            self.rejected["malformed frame"] += 1
+            return
+        if isinstance(msg, Status):
+            self._status(msg)
+        else:
+            self._delta(msg)
+
+    def _status(self, status: Status) -> None:
+        run_id = self.run.spec.run_id if self.run is not None else None
+        for change in self.roster.observe(status):
+            self._record(change, run_id, status)
+
+    def _record(self, change: Change, run_id: str | None, status: Status | None = None) -> None:
+        m = self.roster.members.get(change.uuid)
+        info: dict[str, object] = {"cannons": m.cannons if m else 0, "event": change.what}
+        if status is not None and status.cannonade is not None:
+            info["hostname"] = status.cannonade.hostname
+            info["pid"] = status.cannonade.pid
+        in_run = run_id is not None and self.run is not None and change.uuid in self.run.slots
+        status_text = "missing" if change.what == "missing" else change.status
+        self.store.record_agent(
+            run_id if in_run else None,
+            change.uuid,
+            name=change.name,
+            status=status_text,
+            at=change.at,
+            info=info,
+        )
+        if change.what in ("missing", "back", "joined") or status_text == AgentState.ABORTED:
+            self.store.event(
+                run_id if in_run else None,
+                change.at,
+                f"agent_{change.what}",
+                f"agent {change.name} ({change.uuid}) {change.what}: {status_text}",
+            )
+        if self.on_change is not None:
+            self.on_change(change)
+
+    def _delta(self, delta: IntervalDelta) -> None:
+        self.roster.touch(delta.source.agent)
+        ingest = self.ingest
+        if ingest is None:
+            self.rejected["delta with no run in progress"] += 1
+            return
+        if ingest.add(delta):
+            assert self._writer is not None
+            self._writer.add(delta)
+
+    # -- periodic work ---------------------------------------------------------------
+    def housekeeping(self) -> None:
+        now = self.clock.monotonic()
+        t = self._timers
+        if now - t.housekeeping >= 0.1:
+            t.housekeeping = now
+            run_id = self.run.spec.run_id if self.run is not None else None
+            for change in self.roster.sweep():
+                self._record(change, run_id)
+            if self.run is not None:
+                for out in self.run.tick():
+                    self.pub.send(encode_command(out.command, out.msg, out.channel))
+        if now - t.ack >= ACK_EVERY:
+            t.ack = now
+            self._ack()
+        if now - t.stale >= 1.0:
+            t.stale = now
+            self._release_strays()
+        if self._writer is not None and now - t.flush >= FLUSH_EVERY:
+            t.flush = now
+            self._writer.flush()
+
+    def _ack(self) -> None:
+        if self.ingest is None:
+            return
+        for uuid, ledger in self.ingest.agents.items():
+            m = self.roster.members.get(uuid)
+            buffered = m.report.buffered if m is not None and m.report is not None else 0
+            if ledger.contiguous > ledger.acked or buffered:
+                ledger.acked = ledger.contiguous
+                ack = Ack(run_id=self.ingest.run_id, upto=ledger.contiguous)
+                self.pub.send(encode_command(Command.ACK, ack, uuid))
+
+    def _release_strays(self) -> None:
+        """Agents still busy with a run this HQ is not driving (it was restarted, or the
+        run ended without them) are told to release it, so they come back ready."""
+        current = self.run.spec.run_id if self.run is not None else None
+        for m in self.roster.alive():
+            r = m.report
+            if r is None or r.run_id is None or r.run_id == current:
+                continue
+            if m.status != AgentState.READY:
+                ref = RunRef(run_id=r.run_id, seq=FOREVER)
+                self.pub.send(encode_command(Command.RELEASE, ref, m.uuid))
+            if r.buffered:
+                # Deltas of a run this HQ does not hold: it cannot store them.
+                ack = Ack(run_id=r.run_id, upto=FOREVER)
+                self.pub.send(encode_command(Command.ACK, ack, m.uuid))
+
+    def serve(self, interrupts: Interrupts) -> None:
+        """``cannonade hq`` without the API: keep the roster until interrupted."""
+        while interrupts.level == 0:
+            self.pump(0.1)
+            self.housekeeping()
+
+    # -- a run -----------------------------------------------------------------------
+    def execute(
+        self,
+        spec: RunSpec,
+        *,
+        scenario: str,
+        thresholds: tuple[str, ...],
+        options_view: dict[str, object],
+        interrupts: Interrupts,
+        progress: Progress | None = None,
+    ) -> RunOutcome:
+        store = self.store
+        created = self.clock.wall()
+        store.create_run(
+            spec.run_id,
+            scenario=scenario,
+            scenario_sha256=spec.bundle.sha256,
+            options=options_view,
+            thresholds=thresholds,
+            created=created,
+        )
+        store.set_status(spec.run_id, RunStatus.WAITING, at=created)
+        run = self.run = RunController(spec, self.roster, self.clock)
+        aggregator = Aggregator()
+        self.ingest = Ingest(spec.run_id, aggregator)
+        self._writer = store.writer(spec.run_id)
+        handled = 0
+        phase = run.phase
+        try:
+            while not run.finished:
+                if interrupts.level > handled:
+                    handled = interrupts.level
+                    if handled == 1:
+                        run.stop()
+                    elif handled >= 2:
+                        run.kill()
+                    if handled >= 3:
+                        break
+                self.pump(0.05)
+                for uuid in run.slots:
+                    self.ingest.admit(uuid)
+                self.housekeeping()
+                if run.phase is not phase:
+                    phase = run.phase
+                    self._phase_changed(run)
+                if progress is not None and self.clock.monotonic() - self._timers.progress >= 1.0:
+                    self._timers.progress = self.clock.monotonic()
+                    progress(aggregator, run)
+            self._drain(run, interrupts)
+        finally:
+            outcome = self._finish(run)
+            self.run = None
+            self.ingest = None
+            self._writer: RunWriter | None = None
+        return outcome
+
+    def _phase_changed(self, run: RunController) -> None:
+        at = self.clock.wall()
+        rid = run.spec.run_id
+        self.store.event(rid, at, "phase", f"run {rid} is {run.phase.value}")
+        if run.phase is Phase.PREPARING:
+            for slot in run.slots.values():
+                self.store.record_agent(
+                    rid,
+                    slot.uuid,
+                    name=slot.name,
+                    status="assigned",
+                    at=at,
+                    info={"cannons": slot.cannons, "first_partition": slot.first},
+                )
+        if run.phase is Phase.RUNNING and run.start_at is not None:
+            self.store.set_status(rid, RunStatus.RUNNING, at=at, started=run.start_at)
+
+    def _drain(self, run: RunController, interrupts: Interrupts) -> None:
+        """Wait (briefly) for the deltas the agents' totals say are still in flight."""
+        assert self.ingest is not None
+        deadline = self.clock.monotonic() + DRAIN_TIMEOUT
+        while self.clock.monotonic() < deadline and interrupts.level < 3:
+            waiting = [
+                s
+                for s in run.live()
+                if s.totals is not None and not self.ingest.complete(s.uuid, s.totals)
+            ]
+            if not waiting:
+                break
+            self.pump(0.05)
+            self.housekeeping()
+        self._ack()
+
+    def _finish(self, run: RunController) -> RunOutcome:
+        assert self.ingest is not None
+        assert self._writer is not None
+        ingest = self.ingest
+        self._writer.flush()
+        self._writer.record_sources(ingest.aggregator.sources)
+        self._writer.flush()
+        ended = run.ended_at or self.clock.wall()
+        agents = []
+        for slot in run.slots.values():
+            ledger = ingest.agents.get(slot.uuid)
+            m = self.roster.members.get(slot.uuid)
+            problems = ingest.discrepancies(slot.uuid, slot.totals) if slot.totals else []
+            if slot.totals is None and run.phase is Phase.FINISHED and not run.error:
+                problems.append("never reported its totals")
+            agents.append(
+                AgentOutcome(
+                    slot.uuid,
+                    slot.name,
+                    slot.cannons,
+                    m.status if m is not None else "unknown",
+                    slot.lost_at,
+                    slot.losses,
+                    ledger.deltas if ledger else 0,
+                    slot.totals.deltas if slot.totals else None,
+                    tuple(problems),
+                )
+            )
+            for p in problems:
+                self.store.event(run.spec.run_id, ended, "totals", f"agent {slot.name}: {p}")
+        if run.error:
+            self.store.event(run.spec.run_id, ended, "error", run.error)
+        if run.error and not run.start_at:
+            status = RunStatus.FAILED
+        elif run.phase is not Phase.FINISHED or run.stopped:
+            status = RunStatus.INTERRUPTED
+        elif run.degraded:
+            status = RunStatus.DEGRADED
+        elif run.error:
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.FINISHED
+        started = run.start_at if run.start_at is not None else ended
+        self.store.set_status(run.spec.run_id, status, at=ended, started=started, ended=ended)
+        rejected = dict(self.rejected + ingest.rejected)
+        return RunOutcome(
+            run.spec.run_id,
+            status,
+            started,
+            ended,
+            run.error,
+            run.setup_failed,
+            run.degraded,
+            tuple(agents),
+            rejected,
+        )
+
+
+def model_bound(planned: float | None, max_duration: float) -> float:
+    """How long a run's model may take: its planned length, or the bound of a
+    count-driven model (hits, iterations)."""
+    return planned if planned is not None and math.isfinite(planned) else max_duration

@@ -1,0 +1,1 @@
+"""ZeroMQ sockets and CURVE security; the only package that imports zmq."""
