@@ -31,7 +31,7 @@ class SecondMerger:
         self._done: set[int] = set()
         self.cannon_seqs: dict[int, SeqTracker] = {c: SeqTracker() for c in range(cannons)}
         # What went out, for the end-of-run totals the HQ checks its storage against.
-        self.sent_counters: Counter[str] = Counter()
+        self.sent_counters: dict[str, float] = {}
         self.sent_trends: Counter[str] = Counter()
 
     @property
@@ -105,7 +105,7 @@ class SecondMerger:
         )
         self._seq += 1
         for key, n in acc.counters.items():
-            self.sent_counters[key.metric] += n
+            self.sent_counters[key.metric] = self.sent_counters.get(key.metric, 0.0) + n
         for key, t in acc.trends.items():
             self.sent_trends[key.metric] += t.count
         return out

@@ -19,7 +19,7 @@ from cannonade.protocol.control import AgentTotals
 class AgentLedger:
     contiguous: int = -1  # every seq up to this one has arrived
     seen: set[int] = field(default_factory=set)
-    counters: Counter[str] = field(default_factory=Counter)
+    counters: dict[str, float] = field(default_factory=dict)
     trend_counts: Counter[str] = field(default_factory=Counter)
     deltas: int = 0
     acked: int = -1  # the last ack published
@@ -56,7 +56,7 @@ class Ingest:
             return False
         ledger.accept(delta.seq)
         for key, n in delta.counters.items():
-            ledger.counters[key.metric] += n
+            ledger.counters[key.metric] = ledger.counters.get(key.metric, 0.0) + n
         for key, t in delta.trends.items():
             ledger.trend_counts[key.metric] += t.count
         return True

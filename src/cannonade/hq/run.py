@@ -335,9 +335,15 @@ class RunController:
     def _releasing(self, now: float) -> None:
         for slot in self.live():
             m = self._member(slot)
-            if m is not None and m.report is not None and m.report.run_id == self.spec.run_id:
-                if m.report.totals is not None and m.status == AgentState.READY:
-                    slot.totals = m.report.totals
+            report = m.report if m is not None else None
+            if (
+                m is not None
+                and report is not None
+                and report.run_id == self.spec.run_id
+                and report.totals is not None
+                and m.status == AgentState.READY
+            ):
+                slot.totals = report.totals
         if (
             all(s.totals is not None for s in self.live())
             or now - self._phase_since > RELEASE_TIMEOUT

@@ -316,7 +316,7 @@ class HQ:
             outcome = self._finish(run)
             self.run = None
             self.ingest = None
-            self._writer: RunWriter | None = None
+            self._writer = None
         return outcome
 
     def _phase_changed(self, run: RunController) -> None:
