@@ -177,9 +177,10 @@ class Agent:
                     self._tick(now)
                     next_tick = now + 0.1
         finally:
-            self._shutdown()
+            # The heartbeat thread owns its socket: stop it before closing anything.
             self._stop.set()
-            beat.join(timeout=2)
+            beat.join()
+            self._shutdown()
 
     def _shutdown(self) -> None:
         run = self.run
