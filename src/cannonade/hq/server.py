@@ -397,6 +397,10 @@ class HQ:
         started = run.start_at if run.start_at is not None else ended
         self.store.set_status(run.spec.run_id, status, at=ended, started=started, ended=ended)
         rejected = dict(self.rejected + ingest.rejected)
+        if self.gatekeeper is not None and self.gatekeeper.refusals.total():
+            rejected["connection with a CURVE key not on the allow-list"] = (
+                self.gatekeeper.refusals.total()
+            )
         return RunOutcome(
             run.spec.run_id,
             status,
