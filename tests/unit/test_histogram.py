@@ -91,3 +91,39 @@ def test_merge_of_parts_equals_whole(parts):
         assert merged.min == whole.min
         assert merged.max == whole.max
         assert merged.sum == pytest.approx(whole.sum)
+
+
+def test_sparse_and_dense_forms_give_identical_results():
+    # A run keeps per-second histograms sparse; past DENSE_AT buckets one turns dense.
+    # However the samples were split and merged, the result must be the same.
+    from cannonade.model.histogram import DENSE_AT
+
+    rng = np.random.default_rng(7)
+    values = rng.lognormal(mean=-6, sigma=2.0, size=40_000)
+    whole = Histogram()
+    whole.record_many(values)
+    assert whole.sparse().index.size > DENSE_AT  # the whole is dense
+    parts = [Histogram() for _ in range(40)]
+    for i, part in enumerate(parts):
+        part.record_many(values[i * 1000 : (i + 1) * 1000])
+    merged = Histogram()
+    for part in parts:
+        merged.merge(part)
+    via_sparse = Histogram()
+    for part in parts:
+        b = part.sparse()
+        via_sparse.add_sparse(b, part.count, part.sum, part.min, part.max)
+    qs = [0, 1, 50, 90, 95, 99, 99.9, 100]
+    for h in (merged, via_sparse):
+        assert h.count == whole.count
+        assert h.percentiles(qs) == whole.percentiles(qs)
+        assert np.array_equal(h.sparse().index, whole.sparse().index)
+        assert np.array_equal(h.sparse().count, whole.sparse().count)
+    small = Histogram()
+    small.record_many(values[:50])
+    assert small.sparse().index.size <= DENSE_AT
+    dense_copy = whole.copy()
+    dense_copy.merge(small)
+    sparse_first = small.copy()
+    sparse_first.merge(whole)
+    assert dense_copy.percentiles(qs) == sparse_first.percentiles(qs)

@@ -65,6 +65,11 @@ def to_microseconds(seconds: Sequence[float] | npt.NDArray[np.float64]) -> IntAr
     return us.astype(np.int64)
 
 
+DENSE_AT = 1024  # non-empty buckets beyond which a histogram keeps all buckets
+_EMPTY_INDEX: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+_EMPTY_COUNTS: IntArray = np.zeros(0, dtype=np.int64)
+
+
 @dataclass(slots=True)
 class SparseBins:
     """Non-empty buckets of a histogram: parallel arrays of indices and counts."""
@@ -74,12 +79,21 @@ class SparseBins:
 
 
 class Histogram:
-    """Bucket counts plus exact count, sum (seconds), min and max."""
+    """Bucket counts plus exact count, sum (seconds), min and max.
 
-    __slots__ = ("_bins", "count", "max", "min", "sum")
+    A histogram starts sparse (sorted non-empty bucket indices and their counts) and
+    turns dense (all 23,552 buckets) once ``DENSE_AT`` buckets are in use: a run keeps a
+    histogram per second per request name, and one second's samples rarely fill more
+    than a few hundred buckets, so sparse keeps an hour-long series in megabytes
+    instead of gigabytes, while run-wide totals get the dense form's cheap merges.
+    """
+
+    __slots__ = ("_bins", "_counts", "_index", "count", "max", "min", "sum")
 
     def __init__(self) -> None:
-        self._bins: IntArray | None = None  # dense, allocated on first sample
+        self._bins: IntArray | None = None  # dense form
+        self._index: npt.NDArray[np.int64] = _EMPTY_INDEX  # sparse form: sorted, unique
+        self._counts: IntArray = _EMPTY_COUNTS
         self.count = 0
         self.sum = 0.0
         self.min = math.inf
@@ -90,8 +104,12 @@ class Histogram:
         if len(seconds) == 0:
             return
         arr = np.asarray(seconds, dtype=np.float64)
-        idx = bucket_indices(to_microseconds(arr))
-        self._dense()[:] += np.bincount(idx, minlength=N_BUCKETS)
+        counts = np.bincount(bucket_indices(to_microseconds(arr)), minlength=N_BUCKETS)
+        if self._bins is not None:
+            self._bins += counts
+        else:
+            nz = np.flatnonzero(counts)
+            self._add_sparse(nz, counts[nz])
         self.count += int(arr.size)
         self.sum += float(arr.sum())
         self.min = min(self.min, float(arr.min()))
@@ -103,7 +121,11 @@ class Histogram:
     def add_sparse(self, bins: SparseBins, count: int, total: float, lo: float, hi: float) -> None:
         if count == 0:
             return
-        np.add.at(self._dense(), bins.index.astype(np.int64), bins.count)
+        index = bins.index.astype(np.int64)
+        if self._bins is not None:
+            np.add.at(self._bins, index, bins.count)
+        else:
+            self._add_sparse(index, bins.count)
         self.count += count
         self.sum += total
         self.min = min(self.min, lo)
@@ -112,22 +134,44 @@ class Histogram:
     def merge(self, other: Histogram) -> None:
         if other.count == 0:
             return
-        assert other._bins is not None
-        self._dense()[:] += other._bins
+        if other._bins is not None:
+            self._dense()[:] += other._bins
+        elif self._bins is not None:
+            np.add.at(self._bins, other._index, other._counts)
+        else:
+            self._add_sparse(other._index, other._counts)
         self.count += other.count
         self.sum += other.sum
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
 
+    def _add_sparse(self, index: npt.NDArray[np.int64], counts: IntArray) -> None:
+        if self._index.size:
+            index = np.concatenate((self._index, index))
+            counts = np.concatenate((self._counts, counts))
+        uniq, inverse = np.unique(index, return_inverse=True)
+        if uniq.size > DENSE_AT:
+            dense = np.zeros(N_BUCKETS, dtype=np.int64)
+            np.add.at(dense, index, counts)
+            self._bins = dense
+            self._index, self._counts = _EMPTY_INDEX, _EMPTY_COUNTS
+            return
+        summed = np.zeros(uniq.size, dtype=np.int64)
+        np.add.at(summed, inverse, counts)
+        self._index, self._counts = uniq.astype(np.int64), summed
+
     def _dense(self) -> IntArray:
         if self._bins is None:
-            self._bins = np.zeros(N_BUCKETS, dtype=np.int64)
+            dense = np.zeros(N_BUCKETS, dtype=np.int64)
+            dense[self._index] = self._counts
+            self._bins = dense
+            self._index, self._counts = _EMPTY_INDEX, _EMPTY_COUNTS
         return self._bins
 
     # -- reading -------------------------------------------------------------------
     def sparse(self) -> SparseBins:
         if self._bins is None:
-            return SparseBins(np.zeros(0, np.int32), np.zeros(0, np.int64))
+            return SparseBins(self._index.astype(np.int32), self._counts.copy())
         nz = np.flatnonzero(self._bins)
         return SparseBins(nz.astype(np.int32), self._bins[nz].copy())
 
@@ -145,9 +189,10 @@ class Histogram:
 
     def percentiles(self, qs: Iterable[float]) -> list[float]:
         qs = list(qs)
-        if self.count == 0 or self._bins is None:
+        if self.count == 0:
             return [math.nan for _ in qs]
-        cum = np.cumsum(self._bins)
+        dense = self._bins is not None
+        cum = np.cumsum(self._bins if self._bins is not None else self._counts)
         out: list[float] = []
         for q in qs:
             if q <= 0:
@@ -158,6 +203,8 @@ class Histogram:
                 continue
             rank = max(1, math.ceil(q / 100.0 * self.count))
             i = int(np.searchsorted(cum, rank, side="left"))
+            if not dense:
+                i = int(self._index[i])
             mid_us = bucket_lower(i) + bucket_width(i) / 2.0
             out.append(min(max(mid_us / 1e6, self.min), self.max))
         return out

@@ -21,6 +21,9 @@ from zmq.auth.thread import ThreadAuthenticator
 from cannonade.errors import ConfigError
 
 
+ZAP_DOMAIN = "cannonade"
+
+
 @dataclass(frozen=True, slots=True)
 class Curve:
     public: bytes
@@ -96,7 +99,9 @@ class Gatekeeper:
         self._allowed = {zmq.utils.z85.encode(k) if len(k) == 32 else k for k in curve.allowed}
         self._auth = ThreadAuthenticator(ctx)
         self._auth.start()
-        self._auth.configure_curve_callback("*", credentials_provider=self)
+        # The callback must be registered for the domain the sockets announce: pyzmq
+        # has no wildcard for callbacks and answers "Unknown domain" otherwise.
+        self._auth.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self)
 
     def callback(self, domain: str, key: bytes) -> bool:
         if key in self._allowed:
@@ -112,7 +117,7 @@ def apply_server(sock: zmq.Socket[bytes], curve: Curve) -> None:
     sock.setsockopt(zmq.CURVE_SERVER, 1)
     sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
     sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
-    sock.setsockopt(zmq.ZAP_DOMAIN, b"cannonade")
+    sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
 
 
 def apply_client(sock: zmq.Socket[bytes], curve: Curve) -> None:
