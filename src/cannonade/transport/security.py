@@ -20,7 +20,6 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from cannonade.errors import ConfigError
 
-
 ZAP_DOMAIN = "cannonade"
 
 
