@@ -365,7 +365,8 @@ class HQ:
             ledger = ingest.agents.get(slot.uuid)
             m = self.roster.members.get(slot.uuid)
             problems = ingest.discrepancies(slot.uuid, slot.totals) if slot.totals else []
-            if slot.totals is None and run.phase is Phase.FINISHED and not run.error:
+            lost = slot.lost_at is not None
+            if slot.totals is None and run.phase is Phase.FINISHED and not run.error and not lost:
                 problems.append("never reported its totals")
             agents.append(
                 AgentOutcome(
