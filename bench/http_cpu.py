@@ -670,6 +670,10 @@ def _cannonade_tool(exe: str) -> Tool:
             "--duration",
             f"{c.seconds}s",
             "--quiet",
+            "--cannons",
+            "1",
+            "--db",
+            str(c.workdir / "runs.db"),
             "--summary-export",
             str(c.workdir / "summary.json"),
         ]

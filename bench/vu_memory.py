@@ -106,6 +106,10 @@ def sleepy_command(exe: str, vus: int, duration: int, rampup: int, export: Path)
         "--graceful-stop",
         "0s",
         "--quiet",
+        "--cannons",
+        "1",
+        "--db",
+        str(export.parent / "runs.db"),
         "--summary-export",
         str(export),
     ]
