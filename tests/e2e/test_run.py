@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import run_command
+from conftest import descendants, run_command, wait_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -184,8 +184,11 @@ def _wait_for_load(target, timeout=30.0):
 def test_ctrl_c_stops_gracefully_with_a_summary(tmp_path, target):
     proc, export = _start(tmp_path, GET_ROOT, "--host", target.url, "-u", "4", "-d", "60s")
     _wait_for_load(target)
+    tree = descendants(proc.pid)
+    assert tree  # the local agent and its cannons
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
+    assert wait_gone(tree, timeout=5) == []
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     summary = json.loads(export.read_text())
@@ -213,6 +216,7 @@ def test_second_ctrl_c_stops_now_and_keeps_every_count(tmp_path, target):
     )
     proc, export = _start(tmp_path, body, "--host", target.url, "-u", "8", "-d", "60s")
     _wait_for_load(target)
+    tree = descendants(proc.pid)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -220,6 +224,7 @@ def test_second_ctrl_c_stops_now_and_keeps_every_count(tmp_path, target):
     _out, err = proc.communicate(timeout=30)
     assert time.monotonic() - t0 < 10  # neither graceful-stop nor the 60 s teardowns
     assert proc.returncode == 130, err
+    assert wait_gone(tree, timeout=5) == []
     assert "Traceback" not in err
     summary = json.loads(export.read_text())
     assert summary["metrics"]["http_reqs"]["count"] == target.stats()["requests"]
