@@ -38,6 +38,7 @@ ACK_EVERY = 0.5
 FLUSH_EVERY = 1.0
 DRAIN_TIMEOUT = 5.0  # after the agents' totals: how long to wait for their last deltas
 FOREVER = 1 << 62  # a sequence number above any real one
+MAX_AGENTS = 10_000  # a roster bound, so a flood of made-up uuids cannot exhaust memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,9 @@ class HQ:
             self._delta(msg)
 
     def _status(self, status: Status) -> None:
+        if status.uuid not in self.roster.members and len(self.roster.members) >= MAX_AGENTS:
+            self.rejected["status from an agent beyond the roster's limit"] += 1
+            return
         run_id = self.run.spec.run_id if self.run is not None else None
         for change in self.roster.observe(status):
             self._record(change, run_id, status)
