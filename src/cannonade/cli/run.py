@@ -237,6 +237,7 @@ def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
                 for a in outcome.agents
             ),
             notes=_notes(outcome.rejected),
+            error="" if outcome.setup_failed else outcome.error,
         )
         summary = compute_summary(stored.aggregator, info, prepared.thresholds)
         store.set_status(outcome.run_id, outcome.status, at=time.time(), verdict=summary.verdict)
@@ -248,7 +249,7 @@ def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
 def _notes(rejected: dict[str, int]) -> tuple[str, ...]:
     # Duplicates are the agents' re-sends after a lost ack: expected, and harmless.
     return tuple(
-        f"{n} message(s) rejected: {why}"
+        f"{n} rejected: {why}"
         for why, n in sorted(rejected.items())
         if n and why != "duplicate delta"
     )

@@ -402,10 +402,11 @@ class HQ:
         started = run.start_at if run.start_at is not None else ended
         self.store.set_status(run.spec.run_id, status, at=ended, started=started, ended=ended)
         rejected = dict(self.rejected + ingest.rejected)
-        if self.gatekeeper is not None and self.gatekeeper.refusals.total():
-            rejected["connection with a CURVE key not on the allow-list"] = (
-                self.gatekeeper.refusals.total()
-            )
+        refused = self.gatekeeper.refusals.by_key if self.gatekeeper is not None else {}
+        if refused:
+            keys = ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else "")
+            why = f"CURVE handshake(s) from key(s) not on the allow-list ({keys})"
+            rejected[why] = sum(refused.values())
         return RunOutcome(
             run.spec.run_id,
             status,

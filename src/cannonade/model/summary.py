@@ -77,6 +77,7 @@ class RunInfo:
     run_id: str = ""
     agents: tuple[AgentLine, ...] = ()
     notes: tuple[str, ...] = ()  # what went wrong around the measurements
+    error: str = ""  # why the run failed as a whole (no agents, a broken scenario), if it did
 
     @property
     def degraded(self) -> bool:
@@ -228,7 +229,7 @@ class Summary:
 
     @property
     def verdict(self) -> str:
-        return "passed" if self.passed else "failed"
+        return "passed" if self.passed and not self.info.error else "failed"
 
     def metric(self, name: str) -> MetricSummary | None:
         for m in self.metrics:

@@ -213,6 +213,7 @@ def _cannonade(summary: Summary) -> Json:
             for a in info.agents
         ],
         "notes": list(info.notes),
+        "error": info.error,
     }
 
 

@@ -385,7 +385,9 @@ def verdict_line(summary: Summary) -> str:
     if summary.interrupted:
         ran = format_duration(summary.totals.duration)
         lines.append(f"  {WARN} INTERRUPTED after {ran}: results cover only what ran")
-    if not n:
+    if summary.info.error:
+        lines.append(f"  {FAIL} ERROR: {summary.info.error}")
+    elif not n:
         lines.append(f"  {PASS} PASSED: no thresholds were set")
     elif failed:
         lines.append(f"  {FAIL} FAILED: {len(failed)} of {n} thresholds failed")
