@@ -225,12 +225,12 @@ def test_an_agent_without_the_right_keys_never_joins(cluster, target):
     # Two HQs at once, each with its one intruder: one whose key pair nobody allowed,
     # one with an allowed key that pins another HQ's public key.
     intruders = {"unknown-agent-key": ("rogue", "hq"), "wrong-hq-key": ("agent", "other-hq")}
-    hqs = {}
+    hqs, agents = {}, {}
     for name, (key, hq_key) in intruders.items():
         hq = cluster.hq(
             "--min-agents", "1", "--wait-agents", "5s", "--hits", "1", "--host", target.url
         )
-        cluster.agent(name, key, cluster.ports(hq), hq_key=hq_key)
+        agents[name] = cluster.agent(name, key, cluster.ports(hq), hq_key=hq_key)
         hqs[name] = hq
     t0 = time.monotonic()
     for name, hq in hqs.items():
@@ -248,6 +248,11 @@ def test_an_agent_without_the_right_keys_never_joins(cluster, target):
     assert time.monotonic() - t0 < 15
     assert target.stats()["requests"] == 0
     cluster.finish()
+    # Each refused agent says why it never joined, once.
+    unknown = agents["unknown-agent-key"].stderr()
+    assert unknown.count("the HQ refused this agent's CURVE key") == 1, unknown
+    wrong = agents["wrong-hq-key"].stderr()
+    assert wrong.count("does --curve-hq hold the HQ's public key?") == 1, wrong
 
 
 @pytest.fixture(scope="module")

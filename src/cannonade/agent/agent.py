@@ -47,7 +47,7 @@ from cannonade.protocol.deltas import decode_delta, encode_delta
 from cannonade.protocol.options import options_from_wire
 from cannonade.scenarios.bundle import Bundle
 from cannonade.transport.security import Curve
-from cannonade.transport.sockets import Poller, Transport
+from cannonade.transport.sockets import Poller, Socket, Transport, handshake_failure
 
 HEARTBEAT = 1.0
 EXIT_GRACE = 10.0  # how long cannons get to ship their last numbers after "exit"
@@ -112,6 +112,10 @@ class Agent:
         self.ipc_path = str(self.home / "cannons.ipc")
         self.router = self.transport.bind_ipc(self.ipc_path)
         self.poller = Poller(self.sub, self.router)
+        self.handshakes = self.transport.watch_handshakes(self.push) if c.curve else None
+        if self.handshakes is not None:
+            self.poller.add(self.handshakes)
+        self._said: set[str] = set()
         self.state = AgentState.READY
         self.run: AgentRun | None = None
         self.rejected = 0  # command frames that did not decode
@@ -170,8 +174,10 @@ class Agent:
                 for sock in self.poller.poll(0.05):
                     if sock is self.sub:
                         self._drain_commands()
-                    else:
+                    elif sock is self.router:
                         self._drain_cannons()
+                    else:
+                        self._handshake_failed(sock)
                 now = time.time()
                 if now >= next_tick:
                     self._tick(now)
@@ -192,12 +198,22 @@ class Agent:
         if self.state is not AgentState.READY or run is not None:
             self.state = AgentState.ABORTED
             self.announce()
+        if self.handshakes is not None:
+            self.handshakes.close()
         self.router.close()
         self.sub.close()
         self.push.close()
         self._beat_push.close()
         self.transport.close()
         shutil.rmtree(self.home, ignore_errors=True)
+
+    def _handshake_failed(self, monitor: Socket) -> None:
+        why = handshake_failure(monitor)
+        if why is not None and why not in self._said:
+            self._said.add(why)  # once: ZeroMQ retries, the reason stays the same
+            print(
+                f"cannonade agent: cannot join {self.config.hq}: {why}", file=sys.stderr, flush=True
+            )
 
     def _drain_commands(self) -> None:
         for _ in range(1000):

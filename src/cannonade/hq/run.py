@@ -59,7 +59,7 @@ class RunSpec:
     wait_agents: float = 120.0  # how long to wait for min_agents
     bound: float | None = None  # the longest the model may run, seconds
     graceful_stop: float = 30.0
-    start_delay: float = 1.0  # from the start command to the common start time
+    start_delay: float = 0.5  # from the start command to the common start time
 
 
 @dataclass(slots=True)

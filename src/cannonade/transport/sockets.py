@@ -8,8 +8,11 @@ never block at all (a full queue is the caller's to count).
 
 from __future__ import annotations
 
+import struct
+
 import zmq
 import zmq.asyncio
+import zmq.utils.monitor
 
 from cannonade.errors import ConfigError
 from cannonade.protocol.deltas import MAX_FRAME
@@ -173,8 +176,36 @@ class Transport:
         s.bind(f"ipc://{path}")
         return Socket(s)
 
+    def watch_handshakes(self, s: Socket) -> Socket:
+        """A socket that receives ``s``'s failed-handshake events (see
+        :func:`handshake_failure`), so a refused agent can say why it never joins."""
+        events = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        events |= zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        return Socket(s._sock.get_monitor_socket(events))
+
     def close(self) -> None:
         self._ctx.destroy(linger=LINGER_MS)
+
+
+def handshake_failure(monitor: Socket) -> str | None:
+    """Read one event from a :meth:`Transport.watch_handshakes` socket: why the
+    handshake failed, in words, or None if nothing is waiting."""
+    try:
+        frames = monitor._sock.recv_multipart(zmq.NOBLOCK)
+    except zmq.Again:
+        return None
+    try:
+        event = zmq.utils.monitor.parse_monitor_message(frames)["event"]
+    except (ValueError, KeyError, struct.error):
+        return None
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return (
+            "the HQ refused this agent's CURVE key "
+            "(is its .key file in the HQ's --curve-allow directory?)"
+        )
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        return "the CURVE handshake failed (does --curve-hq hold the HQ's public key?)"
+    return "the HQ spoke a protocol this agent does not (a different ZeroMQ or CURVE setting?)"
 
 
 class AsyncDealer:
