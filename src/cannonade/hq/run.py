@@ -100,7 +100,8 @@ class RunController:
     stopped: bool = False
     killed: bool = False
     start_at: float | None = None
-    ended_at: float | None = None
+    ended_at: float | None = None  # the run finished (agents released)
+    load_ended_at: float | None = None  # the load stopped: every agent done, or stopped
     _seq: int = 0
     _created: float = 0.0
     _phase_since: float = 0.0
@@ -149,6 +150,8 @@ class RunController:
         return self._due(now)
 
     def _move(self, phase: Phase) -> None:
+        if self.phase is Phase.RUNNING and phase is not Phase.RUNNING:
+            self.load_ended_at = self.clock.wall()
         self.phase = phase
         self._phase_since = self.clock.monotonic()
         if phase is Phase.FINISHED:

@@ -363,7 +363,8 @@ class HQ:
         self._writer.flush()
         self._writer.record_sources(ingest.aggregator.sources)
         self._writer.flush()
-        ended = run.ended_at or self.clock.wall()
+        # Rates are per second of load: the release that follows is not part of it.
+        ended = run.load_ended_at or run.ended_at or self.clock.wall()
         agents = []
         for slot in run.slots.values():
             ledger = ingest.agents.get(slot.uuid)
