@@ -29,6 +29,7 @@ from cannonade.model.metrics import IntervalDelta
 from cannonade.protocol.deltas import MAX_FRAME, decode_delta
 
 VERSION = 1
+MAX_DEPTH = 64  # nesting of free-form values (command msgs, setup data)
 
 
 class Command(enum.StrEnum):
@@ -165,12 +166,15 @@ def decode_command(body: bytes) -> tuple[Command, AgentCommand]:
         raise ProtocolError(f"command of {len(body)} bytes exceeds {MAX_FRAME}")
     try:
         env = _envelope_decoder.decode(body)
-    except (msgspec.MsgspecError, ValueError) as e:
+    except (msgspec.MsgspecError, ValueError, RecursionError) as e:
+        # RecursionError: ``msg`` is Any, so msgspec nests as deep as the peer does.
         raise ProtocolError(f"malformed command: {e}") from None
     try:
         command = Command(env.command)
     except ValueError:
         raise ProtocolError(f"unknown command {env.command!r}") from None
+    if _too_deep(env.msg, MAX_DEPTH + 1):  # + 1: msg itself, then e.g. setup data
+        raise ProtocolError(f"command {command.value}: msg is nested deeper than {MAX_DEPTH}")
     if not isinstance(env.msg, dict):
         return command, command
     try:
@@ -259,13 +263,40 @@ def decode_result_frame(frame: bytes) -> ResultFrame:
 
 
 def decode_status(frame: bytes) -> Status:
+    if len(frame) > MAX_FRAME:
+        raise ProtocolError(f"status message of {len(frame)} bytes exceeds {MAX_FRAME}")
     try:
         status = _status_decoder.decode(frame)
     except (msgspec.MsgspecError, ValueError, RecursionError) as e:
         raise ProtocolError(f"malformed status message: {e}") from None
     if not status.uuid or len(status.uuid) > 200:
         raise ProtocolError("status message without a usable uuid")
+    setup = status.cannonade.setup if status.cannonade is not None else None
+    if setup is not None and _too_deep(setup.data, MAX_DEPTH):
+        raise ProtocolError(f"setup data is nested deeper than {MAX_DEPTH}")
     return status
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether a free-form value nests lists/objects more than ``limit`` levels deep.
+
+    msgspec decodes ``Any`` as deep as the interpreter's recursion limit allows, and a
+    value that barely decoded fails to encode again a few frames deeper (the HQ puts
+    setup data into ``start``, the agent passes it on to its cannons): a RecursionError
+    in a loop that must not die. Such values are refused here, with room to spare."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def bundle_wire(filename: str, sha256: str, data: bytes) -> BundleWire:

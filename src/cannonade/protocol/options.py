@@ -37,7 +37,8 @@ def options_from_wire(raw: dict[str, Any]) -> EngineOptions:
         http = msgspec.convert(raw["http"], HttpOptions)
         rest = {k: v for k, v in raw.items() if k not in ("model", "http")}
         base = msgspec.convert(rest, _Rest)
-    except (KeyError, TypeError, msgspec.ValidationError) as e:
+    except (KeyError, TypeError, ValueError, msgspec.ValidationError) as e:
+        # ValueError: dict() of a list or string that is not (key, value) pairs.
         raise ProtocolError(f"run options are malformed: {e}") from None
     return EngineOptions(model, http, base.graceful_stop, base.max_duration, base.seed)
 
