@@ -2,7 +2,6 @@
 check against each agent's own account."""
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -180,18 +179,6 @@ def test_an_agent_that_sent_nothing():
     ]
 
 
-@pytest.mark.xfail(
-    reason=(
-        "ingest.py/outbox.py (and the Ack protocol): the HQ acks only its contiguous prefix, "
-        "so once a full agent buffer drops the oldest deltas (Outbox.put, counted in "
-        "dropped_deltas) the prefix never grows past the hole: every later delta stays "
-        "unacked, the buffer stays full and Outbox.resend re-sends all of it every "
-        "resend_after seconds for the rest of the run. The HQ cannot know which seqs the "
-        "agent gave up on: a fix needs the agent to say so (e.g. its lowest held seq in "
-        "AgentReport) and Ingest to skip the hole"
-    ),
-    strict=True,
-)
 def test_deltas_dropped_by_a_full_agent_buffer_do_not_stall_the_acks():
     up = False
     wire: list[bytes] = []
@@ -211,5 +198,10 @@ def test_deltas_dropped_by_a_full_agent_buffer_do_not_stall_the_acks():
     for frame in wire:
         ing.add(decode_delta(frame))
     assert ing.aggregator.counters[REQS] == 6.0  # the HQ holds all the agent still had
+    # The agent's status says what it gave up on; the HQ stops waiting for it.
+    assert box.dropped_upto == 2
+    ing.settle(A, box.dropped_upto)
+    assert ing.agents[A].contiguous == 5
+    assert ing.agents[A].lost == 3
     box.ack(ing.agents[A].contiguous)
     assert len(box) == 0

@@ -653,15 +653,6 @@ def test_losing_the_lead_during_setup_fails_the_run():
     assert w.rc.error == "the agent running @setup was lost"
 
 
-@pytest.mark.xfail(
-    reason=(
-        "run.py: _start() sends START only to live() slots; an agent missing at that "
-        "moment that comes back is live again but never gets START, stays 'prepared', "
-        "and _running() waits for it to be 'done' forever (kill after the bound does not "
-        "help: KILL does not move a prepared agent)"
-    ),
-    strict=True,
-)
 def test_an_agent_back_after_the_start_does_not_hang_the_run():
     a, b = agents(2, 3)
     w = World(a, b, min_agents=2, bound=30.0)
@@ -680,15 +671,6 @@ def test_an_agent_back_after_the_start_does_not_hang_the_run():
     w.run_until(lambda: w.rc.finished, limit=300)
 
 
-@pytest.mark.xfail(
-    reason=(
-        "run.py: _running() gives STOP/KILL only to live() slots; an agent missing when "
-        "the user stops the run that comes back is still running its whole model, never "
-        "gets the command, and the run waits for it (_release() gives every slot its "
-        "command and lets _due() deliver it on return; stop/kill and start do not)"
-    ),
-    strict=True,
-)
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_a_stop_reaches_an_agent_that_was_missing_when_it_was_asked(how):
     a, b = agents(2, 3)

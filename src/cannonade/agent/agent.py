@@ -136,6 +136,7 @@ class Agent:
             totals=run.totals if run else None,
             error=run.error if run else "",
             buffered=len(run.outbox) if run else 0,
+            dropped_upto=run.outbox.dropped_upto if run else -1,
         )
         return Status(
             turret=self.name,

@@ -30,6 +30,7 @@ from cannonade.engine.tuning import install_uvloop, tune_gc
 from cannonade.errors import CannonadeError
 from cannonade.model.metrics import IntervalDelta, SourceId
 from cannonade.model.recorder import Recorder
+from cannonade.protocol.control import MAX_DEPTH, too_deep
 from cannonade.protocol.deltas import encode_delta
 from cannonade.protocol.options import options_from_wire
 from cannonade.scenarios.loader import load_path
@@ -106,16 +107,22 @@ class Cannon:
         hooks = [n for n, f in (("setup", scenario.setup), ("teardown", scenario.teardown)) if f]
         self.reply("loaded", hooks=hooks)
         # Everything imported from here on lives for the whole run: keep the young
-        # generation collector off it (see cannonade.cli.run._tune_gc).
+        # generation collector off it (see cannonade.engine.tuning.tune_gc).
         gc.collect()
         gc.freeze()
 
     async def setup(self, engine: Engine) -> None:
         ok, data = await engine.setup_phase()
-        try:
-            _json.encode(data)
-        except (TypeError, OverflowError) as e:
-            self.reply("setup_done", ok=False, error=f"@setup returned data that is not JSON: {e}")
+        why = ""
+        if too_deep(data):
+            why = f"@setup returned data nested deeper than {MAX_DEPTH} levels"
+        else:
+            try:
+                _json.encode(data)
+            except (TypeError, OverflowError, ValueError) as e:
+                why = f"@setup returned data that is not JSON: {e}"
+        if why:
+            self.reply("setup_done", ok=False, error=why)
             return
         self.reply("setup_done", ok=ok, data=data, error="" if ok else "@setup failed")
 

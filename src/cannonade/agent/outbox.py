@@ -31,6 +31,7 @@ class Outbox:
         self.max_bytes = max_bytes
         self.resend_after = resend_after
         self.dropped = 0
+        self.dropped_upto = -1  # the highest seq given up on; the HQ must stop waiting
         self.acked = -1
 
     def __len__(self) -> int:
@@ -42,9 +43,10 @@ class Outbox:
         while len(self._entries) > self.max_frames or (
             self._bytes > self.max_bytes and len(self._entries) > 1
         ):
-            _, (old, _) = self._entries.popitem(last=False)
+            lost, (old, _) = self._entries.popitem(last=False)
             self._bytes -= len(old)
             self.dropped += 1
+            self.dropped_upto = max(self.dropped_upto, lost)
 
     def ack(self, upto: int) -> None:
         """The HQ holds every delta up to and including ``upto``."""

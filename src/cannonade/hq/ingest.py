@@ -23,13 +23,28 @@ class AgentLedger:
     trend_counts: Counter[str] = field(default_factory=Counter)
     deltas: int = 0
     acked: int = -1  # the last ack published
+    lost: int = 0  # seqs the agent gave up on (its buffer was full) that never arrived
 
-    def accept(self, seq: int) -> None:
-        self.seen.add(seq)
-        self.deltas += 1
+    def settle(self, upto: int) -> None:
+        """The agent will never send seqs up to ``upto`` that are not here yet."""
+        if upto <= self.contiguous:
+            return
+        here = {s for s in self.seen if s <= upto}
+        self.lost += upto - self.contiguous - len(here)
+        self.seen -= here
+        self.contiguous = upto
+        self._advance()
+
+    def _advance(self) -> None:
         while self.contiguous + 1 in self.seen:
             self.contiguous += 1
             self.seen.discard(self.contiguous)
+
+    def accept(self, seq: int) -> None:
+        if seq > self.contiguous:
+            self.seen.add(seq)
+        self.deltas += 1
+        self._advance()
 
 
 @dataclass(slots=True)
@@ -60,6 +75,11 @@ class Ingest:
         for key, t in delta.trends.items():
             ledger.trend_counts[key.metric] += t.count
         return True
+
+    def settle(self, uuid: str, upto: int) -> None:
+        ledger = self.agents.get(uuid)
+        if ledger is not None:
+            ledger.settle(upto)
 
     def complete(self, uuid: str, totals: AgentTotals) -> bool:
         ledger = self.agents.get(uuid)

@@ -293,7 +293,9 @@ class RunController:
 
     def _start(self) -> None:
         self.start_at = self.clock.wall() + self.spec.start_delay
-        for slot in self.live():
+        # Every slot, the missing ones too: a command waits in its slot and goes out
+        # when the agent is back (an agent left "prepared" would hang the run).
+        for slot in self.slots.values():
             self._command(
                 slot, Command.START, Start, start_at=self.start_at, setup_data=self.setup_data
             )
@@ -302,7 +304,7 @@ class RunController:
     def _running(self, now: float) -> None:
         if self._stop_requested is not None:
             command, self._stop_requested = self._stop_requested, None
-            for slot in self.live():
+            for slot in self.slots.values():
                 self._command(slot, command, RunRef)
         if not self.live():
             self._fail("every agent was lost")
@@ -326,6 +328,9 @@ class RunController:
             self.kill()
 
     def _teardown(self, now: float) -> None:
+        if self._stop_requested is Command.KILL:
+            self._release()  # a hard stop skips teardown hooks
+            return
         lead = self._first()
         done = (
             lead is None

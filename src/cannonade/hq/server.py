@@ -175,6 +175,15 @@ class HQ:
         run_id = self.run.spec.run_id if self.run is not None else None
         for change in self.roster.observe(status):
             self._record(change, run_id, status)
+        report = status.cannonade
+        # Deltas the agent's full buffer gave up on: stop waiting (and acking) for them.
+        if (
+            self.ingest is not None
+            and report is not None
+            and report.run_id == run_id
+            and report.dropped_upto >= 0
+        ):
+            self.ingest.settle(status.uuid, report.dropped_upto)
 
     def _record(self, change: Change, run_id: str | None, status: Status | None = None) -> None:
         m = self.roster.members.get(change.uuid)

@@ -29,7 +29,9 @@ from cannonade.model.metrics import IntervalDelta
 from cannonade.protocol.deltas import MAX_FRAME, decode_delta
 
 VERSION = 1
+MAX_CANNONS = 4096  # per agent: a larger number is a typo or an attack, not a machine
 MAX_DEPTH = 64  # nesting of free-form values (command msgs, setup data)
+MAX_NAME = 1000  # uuid, turret name, status, script: text a report shows, not a payload
 
 
 class Command(enum.StrEnum):
@@ -173,7 +175,7 @@ def decode_command(body: bytes) -> tuple[Command, AgentCommand]:
         command = Command(env.command)
     except ValueError:
         raise ProtocolError(f"unknown command {env.command!r}") from None
-    if _too_deep(env.msg, MAX_DEPTH + 1):  # + 1: msg itself, then e.g. setup data
+    if too_deep(env.msg, MAX_DEPTH + 1):  # + 1: msg itself, then e.g. setup data
         raise ProtocolError(f"command {command.value}: msg is nested deeper than {MAX_DEPTH}")
     if not isinstance(env.msg, dict):
         return command, command
@@ -220,6 +222,7 @@ class AgentReport(msgspec.Struct, frozen=True, kw_only=True):
     totals: AgentTotals | None = None
     error: str = ""
     buffered: int = 0  # deltas waiting for the HQ's ack
+    dropped_upto: int = -1  # deltas up to this seq that a full buffer gave up on
 
 
 class Status(msgspec.Struct, frozen=True, kw_only=True):
@@ -269,15 +272,24 @@ def decode_status(frame: bytes) -> Status:
         status = _status_decoder.decode(frame)
     except (msgspec.MsgspecError, ValueError, RecursionError) as e:
         raise ProtocolError(f"malformed status message: {e}") from None
-    if not status.uuid or len(status.uuid) > 200:
+    if not status.uuid or len(status.uuid) > MAX_NAME:
         raise ProtocolError("status message without a usable uuid")
+    if status.cannon_count > MAX_CANNONS:
+        raise ProtocolError(f"status claims {status.cannon_count} cannons (at most {MAX_CANNONS})")
+    for name, value in (
+        ("turret", status.turret),
+        ("status", status.status),
+        ("script", status.script),
+    ):
+        if len(value) > MAX_NAME:
+            raise ProtocolError(f"status field {name!r} is longer than {MAX_NAME} characters")
     setup = status.cannonade.setup if status.cannonade is not None else None
-    if setup is not None and _too_deep(setup.data, MAX_DEPTH):
+    if setup is not None and too_deep(setup.data, MAX_DEPTH):
         raise ProtocolError(f"setup data is nested deeper than {MAX_DEPTH}")
     return status
 
 
-def _too_deep(value: Any, limit: int) -> bool:
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether a free-form value nests lists/objects more than ``limit`` levels deep.
 
     msgspec decodes ``Any`` as deep as the interpreter's recursion limit allows, and a
@@ -289,7 +301,7 @@ def _too_deep(value: Any, limit: int) -> bool:
         item, depth = stack.pop()
         if isinstance(item, dict):
             children: Any = item.values()
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):
             children = item
         else:
             continue
