@@ -71,7 +71,9 @@ def test_delay_median_is_right(run_cli, target):
     r = run_cli(body, "--host", target.url, "-u", "10", "--hits", "20")
     assert r.code == 0, r.stderr
     med = r.metric("http_req_duration")["med"]
-    assert 50.0 <= med <= 55.0, med
+    # Never below the delay; above it only by the scheduling noise of a shared 2-core
+    # machine running the target, the cannons and maybe a benchmark at once.
+    assert 50.0 <= med <= 60.0, med
 
 
 def test_constant_arrival_rate_starts_the_right_number(run_cli, target):
