@@ -1,4 +1,5 @@
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -107,3 +108,35 @@ def wait_gone(pids, timeout=10.0):
             return []
         time.sleep(0.1)
     return [p for p in pids if alive(p)]
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    out: Path
+    err: Path
+    export: Path | None = None
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.name} still running after {timeout:g}s:\n{self.stderr()}")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM (what stops an agent), then the exit code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def summary(self) -> dict:
+        assert self.export is not None
+        assert self.export.exists(), self.stderr()
+        return json.loads(self.export.read_text())

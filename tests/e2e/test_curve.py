@@ -6,19 +6,16 @@ gets a marker in its environment, inherited by the agents' cannons, so the test 
 prove none of them outlived it.
 """
 
-import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import run_command
+from conftest import Proc, run_command
 
 from cannonade.transport.security import generate
 
@@ -33,38 +30,6 @@ async def root(vu):
     await vu.http.get("/")
 """
 PORTS = re.compile(r"--publisher-port (\d+) --results-port (\d+)")
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    out: Path
-    err: Path
-    export: Path | None = None
-
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} still running after {timeout:g}s:\n{self.stderr()}")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM (what stops an agent), then the exit code."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
-
-    def summary(self) -> dict:
-        assert self.export is not None
-        assert self.export.exists(), self.stderr()
-        return json.loads(self.export.read_text())
 
 
 class Cluster:

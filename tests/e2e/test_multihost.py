@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import run_command
+from conftest import Proc, run_command
 
 from cannonade.transport.security import generate
 
@@ -51,31 +51,6 @@ def ip(*args: str) -> subprocess.CompletedProcess:
 def must(*args: str) -> None:
     r = ip(*args)
     assert r.returncode == 0, f"ip {' '.join(args)}: {r.stderr.strip()}"
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen
-    out: Path
-    err: Path
-
-    def stdout(self) -> str:
-        return self.out.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} still running after {timeout:g}s:\n{self.stderr()}")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
 
 
 @dataclass
