@@ -19,6 +19,7 @@ from cannonade.model.metrics import (
     Key,
     Kind,
     TrendDelta,
+    merge_errors,
 )
 
 
@@ -102,12 +103,7 @@ class Aggregator:
             point.counters[key] = point.counters.get(key, 0.0) + n
         for key, v in delta.gauges.items():
             point.by_source[(delta.source.agent, delta.source.cannon, key)] = v
-        for e in delta.errors:
-            g = self.errors.get((e.kind, e.message))
-            if g is None:
-                self.errors[(e.kind, e.message)] = ErrorGroup(e.kind, e.message, e.count, e.sample)
-            else:
-                g.count += e.count
+        merge_errors(self.errors, delta.errors)
         return True
 
     @staticmethod

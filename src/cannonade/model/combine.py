@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cannonade.model.histogram import SparseBins
-from cannonade.model.metrics import ErrorGroup, IntervalDelta, Key, Kind, TrendDelta
+from cannonade.model.metrics import (
+    ErrorGroup,
+    IntervalDelta,
+    Key,
+    Kind,
+    TrendDelta,
+    merge_errors,
+)
 
 
 def add_bins(a: SparseBins, b: SparseBins) -> SparseBins:
@@ -47,12 +54,7 @@ class Accumulated:
             self.trends[key] = t if have is None else add_trend(have, t)
         for key, n in d.counters.items():
             self.counters[key] = self.counters.get(key, 0.0) + n
-        for e in d.errors:
-            g = self.errors.get((e.kind, e.message))
-            if g is None:
-                self.errors[(e.kind, e.message)] = ErrorGroup(e.kind, e.message, e.count, e.sample)
-            else:
-                g.count += e.count
+        merge_errors(self.errors, d.errors)
         self.kinds.update(d.custom_kinds)
 
     def is_empty(self) -> bool:

@@ -113,6 +113,16 @@ class ErrorGroup:
     sample: str = ""
 
 
+def merge_errors(into: dict[tuple[str, str], ErrorGroup], errors: list[ErrorGroup]) -> None:
+    """Add error groups by (kind, message), keeping the first sample of each."""
+    for e in errors:
+        g = into.get((e.kind, e.message))
+        if g is None:
+            into[(e.kind, e.message)] = ErrorGroup(e.kind, e.message, e.count, e.sample)
+        else:
+            g.count += e.count
+
+
 @dataclass(slots=True)
 class SourceId:
     """Who produced a delta: ``agent`` is a stable id, ``cannon`` the process index."""
