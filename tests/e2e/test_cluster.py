@@ -316,3 +316,24 @@ def test_killing_cannonade_run_leaves_no_process_behind(tmp_path, target):
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def test_a_scenario_that_hogs_its_cannon_does_not_lose_the_agent(run_cli, target):
+    # User code runs in the cannons; the agent's heartbeat thread is elsewhere, so
+    # five seconds of a busy loop in every VU is slow, not a lost agent.
+    body = """
+    import time
+    from cannonade import scenario
+
+    @scenario
+    async def hog(vu):
+        until = time.monotonic() + 5
+        while time.monotonic() < until:
+            pass
+        await vu.http.get("/")
+    """
+    r = run_cli(body, "--host", target.url, "-u", "2", "--hits", "1", "--cannons", "2")
+    assert r.code == 0, r.stderr
+    assert not r.summary["cannonade"]["degraded"]
+    assert [a["losses"] for a in r.summary["cannonade"]["agents"]] == [0]
+    assert r.metric("http_reqs")["count"] == target.stats()["requests"] == 2
