@@ -337,3 +337,22 @@ def test_a_scenario_that_hogs_its_cannon_does_not_lose_the_agent(run_cli, target
     assert not r.summary["cannonade"]["degraded"]
     assert [a["losses"] for a in r.summary["cannonade"]["agents"]] == [0]
     assert r.metric("http_reqs")["count"] == target.stats()["requests"] == 2
+
+
+def test_an_agent_serves_run_after_run_with_fresh_cannons(cluster, target, tmp_path):
+    # Cannons are started ahead of each run, and a run never reuses a process that
+    # imported the previous run's scenario.
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    body = PER_AGENT + (
+        f"\nimport pathlib\npathlib.Path({str(pids)!r}, str(os.getpid())).touch()\n"
+    )
+    a = cluster.agent("alpha", "10")
+    for expected in (3, 6):
+        hq = cluster.hq_run("-u", "3", "--hits", "2", scenario=body, agents=1)
+        code, _, err = finish(hq)
+        assert code == 0, err
+        s = cluster.summary()
+        assert s["metrics"]["iterations"]["count"] == 6
+        assert len(list(pids.iterdir())) == expected  # the HQ checks it, 2 cannons run it
+    stop_agent(a)

@@ -69,6 +69,7 @@ class AgentConfig:
 class CannonProc:
     index: int
     proc: subprocess.Popen[bytes]
+    identity: bytes  # unique per process: a new pool never collides with exiting cannons
     hello: bool = False
     loaded: bool = False
     done: bool = False
@@ -118,6 +119,11 @@ class Agent:
         self._said: set[str] = set()
         self.state = AgentState.READY
         self.run: AgentRun | None = None
+        # Cannons are started ahead of the run that will use them, so a run waits for
+        # no interpreter start-up; each run gets fresh processes (a scenario's imports
+        # and globals never leak into the next run).
+        self.pool: list[CannonProc] = []
+        self._generation = 0
         self.rejected = 0  # command frames that did not decode
         self._status_frame = b""
         self._stop = threading.Event()
@@ -166,6 +172,7 @@ class Agent:
     # -- the loop -------------------------------------------------------------------
     def serve(self, should_stop: threading.Event | None = None) -> None:
         stop = should_stop or threading.Event()
+        self._refill()
         self.announce()
         beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         beat.start()
@@ -190,6 +197,8 @@ class Agent:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        self._stop_pool(self.pool)
+        self.pool = []
         run = self.run
         if run is not None and any(not c.exited for c in run.cannons):
             self._aborting = True
@@ -315,11 +324,38 @@ class Agent:
             run.error = str(e)
             self._set(AgentState.FAILED)
             return
-        for j in range(count):
-            run.cannons.append(CannonProc(j, self._spawn(j)))
+        pool, self.pool = self.pool, []
+        if len(pool) != count or any(c.proc.poll() is not None for c in pool):
+            self._stop_pool(pool)
+            pool = [self._spawn(j) for j in range(count)]
+        run.cannons = pool
+        for c in pool:
+            if c.hello:
+                self._load(run, c)
         self.announce()
 
-    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+    def _refill(self) -> None:
+        """A fresh pool of cannons for the next run."""
+        if not self.pool:
+            self.pool = [self._spawn(j) for j in range(self.config.cannons)]
+
+    def _stop_pool(self, pool: list[CannonProc]) -> None:
+        # An idle cannon holds nothing worth a goodbye: stop it now.
+        for c in pool:
+            if c.proc.poll() is None:
+                c.proc.terminate()
+        deadline = time.monotonic() + 2.0
+        for c in pool:
+            try:
+                c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait()
+            c.exited = True
+
+    def _spawn(self, index: int) -> CannonProc:
+        self._generation += 1
+        identity = f"{self._generation}".encode()
         argv = [
             sys.executable,
             "-m",
@@ -330,11 +366,15 @@ class Agent:
             self.uuid,
             "--index",
             str(index),
+            "--identity",
+            identity.decode(),
             "--parent",
             str(os.getpid()),
         ]
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        return CannonProc(
+            index, subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL), identity
+        )
 
     def _abandon(self, run: AgentRun) -> None:
         self._send_cannons({"k": "kill"})
@@ -342,6 +382,7 @@ class Agent:
         self._reap(run, wait=2.0)
         shutil.rmtree(run.workdir, ignore_errors=True)
         self.run = None
+        self._refill()
 
     def _reap(self, run: AgentRun, wait: float) -> None:
         deadline = time.time() + wait
@@ -355,7 +396,7 @@ class Agent:
 
     def _send_cannon(self, c: CannonProc, cmd: dict[str, Any]) -> None:
         if not c.exited:
-            self.router.send_routed(str(c.index).encode(), msgspec.json.encode(cmd))
+            self.router.send_routed(c.identity, msgspec.json.encode(cmd))
 
     def _send_cannons(self, cmd: dict[str, Any]) -> None:
         if self.run is not None:
@@ -369,13 +410,16 @@ class Agent:
                 return
             peer, frame = got
             run = self.run
-            if run is None:
+            pooled = next((c for c in self.pool if c.identity == peer), None)
+            if pooled is not None:
+                pooled.hello = pooled.hello or frame.startswith(b'{"k":"hello"')
                 continue
-            try:
-                index = int(peer)
-                cannon = run.cannons[index]
-            except (ValueError, IndexError):
+            cannon = None
+            if run is not None:
+                cannon = next((c for c in run.cannons if c.identity == peer), None)
+            if run is None or cannon is None:
                 continue
+            index = cannon.index
             if frame[:1] == b"{":
                 self._cannon_says(run, cannon, frame)
                 continue
@@ -386,25 +430,28 @@ class Agent:
             if delta.run_id == run.run_id and delta.source.cannon == index:
                 run.merger.add(delta)
 
+    def _load(self, run: AgentRun, cannon: CannonProc) -> None:
+        if self.state is not AgentState.PREPARING:
+            return  # the run failed before this cannon was ready
+        first, _, total = run.partition
+        load = {
+            "k": "load",
+            "run_id": run.run_id,
+            "path": str(run.scenario_path),
+            "options": run.options,
+            "partition": [first + cannon.index, total],
+        }
+        self._send_cannon(cannon, load)
+
     def _cannon_says(self, run: AgentRun, cannon: CannonProc, frame: bytes) -> None:
         try:
             msg = msgspec.json.decode(frame)
             kind = msg["k"]
         except (msgspec.DecodeError, KeyError, TypeError):
             return
-        first, _, total = run.partition
         if kind == "hello":
             cannon.hello = True
-            self._send_cannon(
-                cannon,
-                {
-                    "k": "load",
-                    "run_id": run.run_id,
-                    "path": str(run.scenario_path),
-                    "options": run.options,
-                    "partition": [first + cannon.index, total],
-                },
-            )
+            self._load(run, cannon)
         elif kind == "loaded":
             cannon.loaded = True
             if cannon.index == 0:
@@ -474,5 +521,6 @@ class Agent:
             cannon_gaps=m.cannon_gaps(),
         )
         shutil.rmtree(run.workdir, ignore_errors=True)
+        self._refill()
         self._set(AgentState.READY)
         self.announce()

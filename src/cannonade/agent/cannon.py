@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agent", required=True)
     p.add_argument("--index", type=int, required=True)
     p.add_argument("--parent", type=int, required=True)
+    p.add_argument("--identity", required=True, help="its name on the agent's socket")
     args = p.parse_args(argv)
     die_with_parent(args.parent)
     # The agent decides when a cannon stops; a Ctrl-C in the terminal reaches the whole
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     install_uvloop()
     tune_gc()
-    channel = AsyncDealer(args.ipc, str(args.index).encode())
+    channel = AsyncDealer(args.ipc, args.identity.encode())
     try:
         asyncio.run(Cannon(channel, args.agent, args.index).serve())
     finally:
