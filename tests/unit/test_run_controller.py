@@ -294,23 +294,25 @@ def test_agents_that_are_not_ready_or_not_cannonade_are_not_used():
 # -- republishing -------------------------------------------------------------------------
 
 
-def test_commands_are_republished_every_second_until_acknowledged():
+def test_commands_are_republished_with_backoff_until_acknowledged():
+    # A subscriber that has just connected often misses its first message: retry soon
+    # (after 0.2 s), then back off (0.4, 0.8) to once a second. Ticks are 0.125 s apart.
     (a,) = agents(2)
     a.deaf = True
     w = World(a)
-    w.step(0.25)
+    w.step()
     assert [o.command for _, o in w.sent] == [Command.PREPARE]
-    for _ in range(3):
-        w.step(0.25)
-    assert len(w.sent) == 1  # 0.75 s later: not yet
-    w.step(0.25)
-    assert len(w.sent) == 2  # a second later: again
+    w.step()
+    assert len(w.sent) == 1  # 0.125 s later: not yet
+    w.step()
+    assert len(w.sent) == 2  # 0.25 s later: again
     assert w.sent[1][1] == w.sent[0][1]  # the same command, the same seq
-    for _ in range(12):
-        w.step(0.25)
-    assert len(w.sent) == 5
+    for _ in range(60):
+        w.step()
     times = [t for t, _ in w.sent]
-    assert [t2 - t1 for t1, t2 in itertools.pairwise(times)] == [1.0] * 4
+    gaps = [t2 - t1 for t1, t2 in itertools.pairwise(times)]
+    assert gaps[:3] == [0.25, 0.5, 0.875]
+    assert set(gaps[3:]) == {1.0}
     a.deaf = False  # the next copy gets through and its ack comes back
     w.run_until(lambda: a.applied >= 0, dt=0.25)
     n = len(w.sent)
@@ -328,10 +330,10 @@ def test_an_ack_for_an_older_command_does_not_stop_the_new_one():
     a.deaf = True  # START is lost
     w.step()
     assert w.rc.phase is Phase.RUNNING
-    for _ in range(20):  # 2.5 s
+    for _ in range(20):  # 2.5 s: sent at 0, 0.25, 0.75, 1.625 and 2.625 s
         w.step()
     starts = [o for _, o in w.sent if o.command is Command.START]
-    assert len(starts) == 3
+    assert len(starts) == 4
     assert len({o.msg for o in starts}) == 1  # the same start_at every time
     a.deaf = False
     w.step(1.0)
@@ -348,9 +350,9 @@ def test_an_ack_of_another_run_is_not_an_ack():
     a.deaf = True
     w.step()
     a.run_id, a.applied, a.state = "old-run", 999, AgentState.PREPARING
-    for _ in range(20):  # 2.5 s
+    for _ in range(20):  # 2.5 s: sent at 0, 0.25, 0.75 and 1.625 s
         w.step()
-    assert [o.command for _, o in w.sent] == [Command.PREPARE] * 3
+    assert [o.command for _, o in w.sent] == [Command.PREPARE] * 4
 
 
 # -- hooks --------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ from cannonade.protocol.control import (
 )
 from cannonade.scenarios.bundle import Bundle
 
-REPUBLISH = 1.0
+REPUBLISH = 1.0  # the longest wait before an unacknowledged command is sent again
+FIRST_RETRY = 0.2  # a subscriber that has just connected often misses its first message
 PREPARE_TIMEOUT = 60.0
 RELEASE_TIMEOUT = 20.0
 
@@ -74,6 +75,7 @@ class Slot:
     msg: msgspec.Struct | None = None
     seq: int = -1
     last_sent: float = -1e9
+    sends: int = 0  # of the current command: retries back off 0.2, 0.4, 0.8, 1 s
     lost_at: float | None = None  # wall clock, the last time it went missing
     losses: int = 0
     totals: AgentTotals | None = None
@@ -162,14 +164,16 @@ class RunController:
         slot.command, slot.seq = command, self._seq
         slot.msg = make(run_id=self.spec.run_id, seq=self._seq, **fields)
         slot.last_sent = -1e9  # send now
+        slot.sends = 0
 
     def _due(self, now: float) -> list[Outgoing]:
         out = []
         for slot in self.live():
             if slot.command is None or slot.msg is None or self._acked(slot):
                 continue
-            if now - slot.last_sent >= REPUBLISH:
+            if now - slot.last_sent >= min(REPUBLISH, FIRST_RETRY * 2 ** max(0, slot.sends - 1)):
                 slot.last_sent = now
+                slot.sends += 1
                 out.append(Outgoing(slot.uuid, slot.command, slot.msg))
         return out
 
