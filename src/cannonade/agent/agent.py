@@ -204,7 +204,7 @@ class Agent:
             self._aborting = True
             self._send_cannons({"k": "kill"})
             self._send_cannons({"k": "exit"})
-            self._reap(run, wait=3.0)
+            _reap(run.cannons, wait=3.0)
         if self.state is not AgentState.READY or run is not None:
             self.state = AgentState.ABORTED
             self.announce()
@@ -344,14 +344,7 @@ class Agent:
         for c in pool:
             if c.proc.poll() is None:
                 c.proc.terminate()
-        deadline = time.monotonic() + 2.0
-        for c in pool:
-            try:
-                c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
-                c.proc.wait()
-            c.exited = True
+        _reap(pool, wait=2.0)
 
     def _spawn(self, index: int) -> CannonProc:
         self._generation += 1
@@ -379,20 +372,10 @@ class Agent:
     def _abandon(self, run: AgentRun) -> None:
         self._send_cannons({"k": "kill"})
         self._send_cannons({"k": "exit"})
-        self._reap(run, wait=2.0)
+        _reap(run.cannons, wait=2.0)
         shutil.rmtree(run.workdir, ignore_errors=True)
         self.run = None
         self._refill()
-
-    def _reap(self, run: AgentRun, wait: float) -> None:
-        deadline = time.time() + wait
-        for c in run.cannons:
-            try:
-                c.proc.wait(timeout=max(0.0, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
-                c.proc.wait()
-            c.exited = True
 
     def _send_cannon(self, c: CannonProc, cmd: dict[str, Any]) -> None:
         if not c.exited:
@@ -524,3 +507,15 @@ class Agent:
         self._refill()
         self._set(AgentState.READY)
         self.announce()
+
+
+def _reap(cannons: list[CannonProc], wait: float) -> None:
+    """Wait up to ``wait`` seconds in all for the cannons to exit; kill the rest."""
+    deadline = time.monotonic() + wait
+    for c in cannons:
+        try:
+            c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            c.proc.kill()
+            c.proc.wait()
+        c.exited = True
