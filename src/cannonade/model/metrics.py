@@ -58,6 +58,19 @@ WS_MSGS_RECEIVED = "ws_msgs_received"
 WS_DATA_SENT = "ws_data_sent"
 WS_DATA_RECEIVED = "ws_data_received"
 
+# Reported by runners in other languages (loads tests, sockets; OCT transactions).
+TESTS_STARTED = "tests_started"
+TESTS_PASSED = "tests_passed"
+TESTS_FAILED = "tests_failed"
+TESTS_ERRORED = "tests_errored"
+SOCKETS_OPENED = "sockets_opened"
+SOCKETS_CLOSED = "sockets_closed"
+SOCKET_MESSAGES = "socket_messages"
+SOCKET_DATA = "socket_data"
+TRANSACTIONS = "transactions"
+TRANSACTION_DURATION = "transaction_duration"
+TRANSACTION_ERRORS = "transaction_errors"
+
 BUILTIN_KINDS: dict[str, Kind] = {
     HTTP_REQS: Kind.COUNTER,
     HTTP_REQ_FAILED: Kind.RATE,
@@ -86,6 +99,17 @@ BUILTIN_KINDS: dict[str, Kind] = {
     WS_MSGS_RECEIVED: Kind.COUNTER,
     WS_DATA_SENT: Kind.COUNTER,
     WS_DATA_RECEIVED: Kind.COUNTER,
+    TESTS_STARTED: Kind.COUNTER,
+    TESTS_PASSED: Kind.COUNTER,
+    TESTS_FAILED: Kind.COUNTER,
+    TESTS_ERRORED: Kind.COUNTER,
+    SOCKETS_OPENED: Kind.COUNTER,
+    SOCKETS_CLOSED: Kind.COUNTER,
+    SOCKET_MESSAGES: Kind.COUNTER,
+    SOCKET_DATA: Kind.COUNTER,
+    TRANSACTIONS: Kind.COUNTER,
+    TRANSACTION_DURATION: Kind.TREND,
+    TRANSACTION_ERRORS: Kind.COUNTER,
 }
 
 # Metrics whose values are durations (seconds internally, milliseconds when shown).

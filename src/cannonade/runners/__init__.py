@@ -1,0 +1,1 @@
+"""Runners in other languages: their reports recorded as cannonade measurements."""
