@@ -18,7 +18,7 @@ from cannonade.protocol.foreign import (
 )
 from cannonade.runners.record import ForeignRecorder
 
-O = Origin("vm-1", "r1")
+ORIGIN = Origin("vm-1", "r1")
 
 
 def record(*events):
@@ -31,9 +31,9 @@ def record(*events):
 
 def test_hits_land_in_the_http_metrics_per_url_without_query():
     _, agg = record(
-        Hit(O, "http://t/a?id=1", "get", 200, None, 0.010, size=100),
-        Hit(O, "http://t/a?id=2", "GET", 404, None, 0.030),
-        Hit(O, "http://t/b", "POST", 0, None, 1.5, error="timeout"),
+        Hit(ORIGIN, "http://t/a?id=1", "get", 200, None, 0.010, size=100),
+        Hit(ORIGIN, "http://t/a?id=2", "GET", 404, None, 0.030),
+        Hit(ORIGIN, "http://t/b", "POST", 0, None, 1.5, error="timeout"),
     )
     assert agg.count("http_reqs", "http://t/a") == 2
     assert agg.count("http_reqs", "http://t/b") == 1
@@ -50,14 +50,14 @@ def test_hits_land_in_the_http_metrics_per_url_without_query():
 def test_test_outcomes_and_their_exceptions():
     exc = ExcInfo("AssertionError", "404 != 200", "  File x, line 9")
     _, agg = record(
-        foreign.TestEvent(O, foreign.TestOutcome.START_RUN),
-        foreign.TestEvent(O, foreign.TestOutcome.START, "test_a"),
-        foreign.TestEvent(O, foreign.TestOutcome.SUCCESS, "test_a"),
-        foreign.TestEvent(O, foreign.TestOutcome.START, "test_b"),
-        foreign.TestEvent(O, foreign.TestOutcome.FAILURE, "test_b", exc),
-        foreign.TestEvent(O, foreign.TestOutcome.START, "test_c"),
-        foreign.TestEvent(O, foreign.TestOutcome.ERROR, "test_c", ExcInfo("KeyError", "'x'")),
-        foreign.TestEvent(O, foreign.TestOutcome.STOP, "test_c"),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.START_RUN),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.START, "test_a"),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.SUCCESS, "test_a"),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.START, "test_b"),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.FAILURE, "test_b", exc),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.START, "test_c"),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.ERROR, "test_c", ExcInfo("KeyError", "'x'")),
+        foreign.TestEvent(ORIGIN, foreign.TestOutcome.STOP, "test_c"),
     )
     assert agg.count("tests_started") == 3
     assert agg.count("tests_passed", "test_a") == 1
@@ -70,16 +70,16 @@ def test_test_outcomes_and_their_exceptions():
 
 def test_sockets_counters_transactions_and_custom_timers():
     fr, agg = record(
-        SocketEvent(O, SocketAction.OPEN),
-        SocketEvent(O, SocketAction.MESSAGE, 12),
-        SocketEvent(O, SocketAction.MESSAGE, 30),
-        SocketEvent(O, SocketAction.CLOSE),
-        CounterEvent(O, "logins"),
-        CounterEvent(O, "logins", 2.0),
-        CounterEvent(O, "http_reqs"),  # a built-in name: refused, counted, not fatal
-        Transaction(O, 1.0, 0.25, 3.0, "", {"a timer": 0.05}),
-        Transaction(O, 2.0, 0.5, 4.0, "boom 3", {"a timer": 0.07}),
-        Progress(O, 2, 2, 1, 1),
+        SocketEvent(ORIGIN, SocketAction.OPEN),
+        SocketEvent(ORIGIN, SocketAction.MESSAGE, 12),
+        SocketEvent(ORIGIN, SocketAction.MESSAGE, 30),
+        SocketEvent(ORIGIN, SocketAction.CLOSE),
+        CounterEvent(ORIGIN, "logins"),
+        CounterEvent(ORIGIN, "logins", 2.0),
+        CounterEvent(ORIGIN, "http_reqs"),  # a built-in name: refused, counted, not fatal
+        Transaction(ORIGIN, 1.0, 0.25, 3.0, "", {"a timer": 0.05}),
+        Transaction(ORIGIN, 2.0, 0.5, 4.0, "boom 3", {"a timer": 0.07}),
+        Progress(ORIGIN, 2, 2, 1, 1),
     )
     assert agg.count("sockets_opened") == 1
     assert agg.count("sockets_closed") == 1
