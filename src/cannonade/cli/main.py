@@ -25,7 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a scenario file and print a summary")
-    run.add_argument("scenario", help="a Python scenario file (.py)")
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        help="a Python scenario file (.py); without one, an HQ for OCT turrets",
+    )
     add_run_arguments(run)
 
     demo = sub.add_parser("demo", help="start the embedded target and load-test it")

@@ -34,8 +34,8 @@ from cannonade.scenarios.loader import LoadedScenario, load_path
 from cannonade.transport.security import Curve
 
 if TYPE_CHECKING:
-    from cannonade.hq.run import RunController, RunSpec
-    from cannonade.hq.server import HQ, Interrupts, RunOutcome
+    from cannonade.hq.run import RunSpec
+    from cannonade.hq.server import HQ, Controller, Interrupts, RunOutcome
     from cannonade.model.aggregate import Aggregator
 
 EXIT_OK, EXIT_ERROR, EXIT_THRESHOLDS, EXIT_INTERRUPTED = 0, 1, 99, 130
@@ -57,10 +57,10 @@ class Cluster:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    scenario: LoadedScenario
+    scenario: LoadedScenario | None  # None: an HQ for OCT turrets with their own scripts
     options: EngineOptions
     thresholds: tuple[Threshold, ...]
-    bundle: Bundle
+    bundle: Bundle | None
     cluster: Cluster
     expressions: tuple[str, ...] = ()
 
@@ -101,6 +101,18 @@ def prepare(args: argparse.Namespace) -> Prepared:
     """Everything that can be wrong with the input is found here, before any load."""
     options = build_options(args)
     cluster = build_cluster(args)
+    if args.scenario is None:
+        # OCT's `oct run`: turrets bring their scripts; the HQ sets the time.
+        if cluster.local_agents:
+            raise ConfigError(
+                "without a scenario, cannonade run is an HQ for OCT turrets: "
+                "add --local-agents 0 (and --min-agents N)"
+            )
+        if args.duration is None:
+            raise ConfigError("an HQ for OCT turrets needs --duration")
+        exprs = tuple(args.threshold)
+        thresholds = tuple(parse_threshold(e) for e in exprs)
+        return Prepared(None, options, thresholds, None, cluster, exprs)
     scenario = load_path(args.scenario)
     bundle = Bundle.from_path(args.scenario)
     exprs = (*args.threshold, *scenario.thresholds)
@@ -166,6 +178,16 @@ def describe_options(options: EngineOptions) -> dict[str, object]:
     return out
 
 
+def _options_view(prepared: Prepared) -> dict[str, object]:
+    if prepared.scenario is None:  # turrets run their own load model
+        return {"model": "OCT turrets", "duration": model_duration(prepared.options.model)}
+    return describe_options(prepared.options)
+
+
+def _scenario_name(prepared: Prepared) -> str:
+    return prepared.scenario.path if prepared.scenario is not None else "(OCT turrets' own scripts)"
+
+
 def new_run_id() -> str:
     """Sortable by time, unique by its random tail; a prefix is enough to name it."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -219,8 +241,8 @@ def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
             started=outcome.started,
             ended=outcome.ended,
             interrupted=outcome.status == "interrupted" or interrupts.level > 0,
-            options=describe_options(opts),
-            scenario=prepared.scenario.path,
+            options=_options_view(prepared),
+            scenario=_scenario_name(prepared),
             run_id=outcome.run_id,
             agents=tuple(
                 AgentLine(
@@ -263,7 +285,7 @@ def _execute(
     total = model_duration(prepared.options.model)
     live = LiveProgress(enabled=LiveProgress.should_enable(quiet, sys.stdout), total=total)
 
-    def progress(aggregator: Aggregator, run: RunController) -> None:
+    def progress(aggregator: Aggregator, run: Controller) -> None:
         if run.start_at is None:
             return
         now = time.time()
@@ -273,9 +295,9 @@ def _execute(
     with live:
         return hq.execute(
             spec,
-            scenario=prepared.scenario.path,
+            scenario=_scenario_name(prepared),
             thresholds=prepared.expressions,
-            options_view=describe_options(prepared.options),
+            options_view=_options_view(prepared),
             interrupts=interrupts,
             progress=progress,
         )

@@ -54,7 +54,7 @@ class Phase(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class RunSpec:
     run_id: str
-    bundle: Bundle
+    bundle: Bundle | None  # None: OCT turrets that bring their own scripts
     options: dict[str, Any]  # EngineOptions on the wire
     min_agents: int = 1
     wait_agents: float = 120.0  # how long to wait for min_agents
@@ -79,13 +79,14 @@ class Slot:
     lost_at: float | None = None  # wall clock, the last time it went missing
     losses: int = 0
     totals: AgentTotals | None = None
+    reports_totals: bool = True  # a cannonade agent does; an OCT turret does not
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    channel: str
+    channel: str  # "" broadcasts
     command: Command
-    msg: msgspec.Struct
+    msg: msgspec.Struct | str | None
 
 
 @dataclass(slots=True)
@@ -234,9 +235,12 @@ class RunController:
             return
         total = sum(m.cannons for m in ready)
         first = 0
-        wire = bundle_wire(
-            self.spec.bundle.filename, self.spec.bundle.sha256, self.spec.bundle.data
-        )
+        bundle = self.spec.bundle
+        if bundle is None:
+            self.error = "a run for cannonade agents needs a scenario"
+            self._move(Phase.FINISHED)
+            return
+        wire = bundle_wire(bundle.filename, bundle.sha256, bundle.data)
         for m in ready:
             slot = Slot(m.uuid, m.name, m.cannons, first)
             self.slots[m.uuid] = slot

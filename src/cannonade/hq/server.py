@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 from cannonade.clock import Clock, SystemClock
 from cannonade.errors import ConfigError, ProtocolError
+from cannonade.hq.foreign import ForeignIngest
 from cannonade.hq.ingest import Ingest
 from cannonade.hq.membership import Change, Roster
 from cannonade.hq.run import Phase, RunController, RunSpec
+from cannonade.hq.turrets import TurretRunController
 from cannonade.model.aggregate import Aggregator
 from cannonade.model.metrics import IntervalDelta
 from cannonade.protocol.control import (
@@ -30,6 +32,7 @@ from cannonade.protocol.control import (
     decode_result_frame,
     encode_command,
 )
+from cannonade.protocol.foreign import ForeignEvent
 from cannonade.storage import RunStatus, RunWriter, Store
 from cannonade.transport.security import Curve
 from cannonade.transport.sockets import REJECTED_MULTIPART, Poller, Transport
@@ -91,7 +94,8 @@ class Interrupts:
     level: int = 0
 
 
-Progress = Callable[[Aggregator, RunController], None]
+Controller = RunController | TurretRunController
+Progress = Callable[[Aggregator, Controller], None]
 
 
 @dataclass(slots=True)
@@ -120,8 +124,9 @@ class HQ:
         self._poller = Poller(self.pull)
         self.roster = Roster(self.clock)
         self.rejected: Counter[str] = Counter()
-        self.run: RunController | None = None
+        self.run: Controller | None = None
         self.ingest: Ingest | None = None
+        self.foreign: ForeignIngest | None = None
         self._timers = _Timers()
         self._writer: RunWriter | None = None
         self.on_change: Callable[[Change], None] | None = None
@@ -159,12 +164,14 @@ class HQ:
             self.rejected["multipart or empty frame"] += 1
             return
         try:
-            msg = decode_result_frame(frame)
+            msg: Status | IntervalDelta | list[ForeignEvent] = decode_result_frame(frame)
         except ProtocolError:
             self.rejected["malformed frame"] += 1
             return
         if isinstance(msg, Status):
             self._status(msg)
+        elif isinstance(msg, list):
+            self._foreign(msg)
         else:
             self._delta(msg)
 
@@ -211,6 +218,20 @@ class HQ:
         if self.on_change is not None:
             self.on_change(change)
 
+    def _foreign(self, events: list[ForeignEvent]) -> None:
+        if self.foreign is None:
+            self.rejected["runner message with no run in progress"] += len(events)
+            return
+        self.foreign.add(events)
+
+    def _flush_foreign(self, final: bool = False) -> None:
+        if self.foreign is None or self.ingest is None:
+            return
+        for delta in self.foreign.flush(self.clock.wall(), final=final):
+            self.ingest.admit(delta.source.agent)
+            if self.ingest.add(delta) and self._writer is not None:
+                self._writer.add(delta)
+
     def _delta(self, delta: IntervalDelta) -> None:
         self.roster.touch(delta.source.agent)
         ingest = self.ingest
@@ -241,6 +262,7 @@ class HQ:
             self._release_strays()
         if self._writer is not None and now - t.flush >= FLUSH_EVERY:
             t.flush = now
+            self._flush_foreign()
             self._writer.flush()
 
     def _ack(self) -> None:
@@ -292,15 +314,21 @@ class HQ:
         store.create_run(
             spec.run_id,
             scenario=scenario,
-            scenario_sha256=spec.bundle.sha256,
+            scenario_sha256=spec.bundle.sha256 if spec.bundle is not None else "",
             options=options_view,
             thresholds=thresholds,
             created=created,
         )
         store.set_status(spec.run_id, RunStatus.WAITING, at=created)
-        run = self.run = RunController(spec, self.roster, self.clock)
+        run: Controller
+        if spec.bundle is None:
+            run = TurretRunController(spec, self.roster, self.clock, duration=spec.bound or 0.0)
+        else:
+            run = RunController(spec, self.roster, self.clock)
+        self.run = run
         aggregator = Aggregator()
         self.ingest = Ingest(spec.run_id, aggregator)
+        self.foreign = ForeignIngest(spec.run_id)
         self._writer = store.writer(spec.run_id)
         handled = 0
         phase = run.phase
@@ -329,14 +357,15 @@ class HQ:
             outcome = self._finish(run)
             self.run = None
             self.ingest = None
+            self.foreign = None
             self._writer = None
         return outcome
 
-    def _phase_changed(self, run: RunController) -> None:
+    def _phase_changed(self, run: Controller) -> None:
         at = self.clock.wall()
         rid = run.spec.run_id
         self.store.event(rid, at, "phase", f"run {rid} is {run.phase.value}")
-        if run.phase is Phase.PREPARING:
+        if run.phase is Phase.PREPARING or isinstance(run, TurretRunController):
             for slot in run.slots.values():
                 self.store.record_agent(
                     rid,
@@ -349,7 +378,7 @@ class HQ:
         if run.phase is Phase.RUNNING and run.start_at is not None:
             self.store.set_status(rid, RunStatus.RUNNING, at=at, started=run.start_at)
 
-    def _drain(self, run: RunController, interrupts: Interrupts) -> None:
+    def _drain(self, run: Controller, interrupts: Interrupts) -> None:
         """Wait (briefly) for the deltas the agents' totals say are still in flight."""
         assert self.ingest is not None
         deadline = self.clock.monotonic() + DRAIN_TIMEOUT
@@ -365,10 +394,11 @@ class HQ:
             self.housekeeping()
         self._ack()
 
-    def _finish(self, run: RunController) -> RunOutcome:
+    def _finish(self, run: Controller) -> RunOutcome:
         assert self.ingest is not None
         assert self._writer is not None
         ingest = self.ingest
+        self._flush_foreign(final=True)
         self._writer.flush()
         self._writer.record_sources(ingest.aggregator.sources)
         self._writer.flush()
@@ -380,7 +410,13 @@ class HQ:
             m = self.roster.members.get(slot.uuid)
             problems = ingest.discrepancies(slot.uuid, slot.totals) if slot.totals else []
             lost = slot.lost_at is not None
-            if slot.totals is None and run.phase is Phase.FINISHED and not run.error and not lost:
+            if (
+                slot.reports_totals
+                and slot.totals is None
+                and run.phase is Phase.FINISHED
+                and not run.error
+                and not lost
+            ):
                 problems.append("never reported its totals")
             agents.append(
                 AgentOutcome(
@@ -411,7 +447,8 @@ class HQ:
             status = RunStatus.FINISHED
         started = run.start_at if run.start_at is not None else ended
         self.store.set_status(run.spec.run_id, status, at=ended, started=started, ended=ended)
-        rejected = dict(self.rejected + ingest.rejected)
+        foreign_rejected = self.foreign.rejected if self.foreign is not None else Counter()
+        rejected = dict(self.rejected + ingest.rejected + foreign_rejected)
         refused = self.gatekeeper.refusals.by_key if self.gatekeeper is not None else {}
         if refused:
             keys = ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else "")

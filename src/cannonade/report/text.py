@@ -331,7 +331,12 @@ def _warnings(summary: Summary) -> list[str]:
     lines: list[str] = []
     started = summary.info.started
     for a in summary.info.agents:
-        if a.losses:
+        if a.losses and a.status.lower() == "aborted" and a.lost_at is not None:
+            lines.append(
+                f"  {WARN} DEGRADED: turret {a.name} ({a.uuid[:8]}) reported Aborted "
+                f"at +{a.lost_at - started:.1f}s"
+            )
+        elif a.losses:
             when = f"+{a.lost_at - started:.1f}s" if a.lost_at is not None else "and came back"
             got = f"{a.intervals} of {a.expected}" if a.expected is not None else str(a.intervals)
             lines.append(

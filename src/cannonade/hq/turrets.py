@@ -1,0 +1,139 @@
+"""A run for OCT turrets that bring their own scripts (what OCT's ``oct run`` does).
+
+The HQ waits for ``min_agents`` turrets reporting ``ready`` (in any letter case),
+broadcasts OCT's ``start``, lets them fire for the run's duration, broadcasts ``stop``
+and collects the last results for a moment. OCT turrets acknowledge nothing, and the
+0.2.8 Python turret crashes on a frame with a channel, so every command is a plain
+broadcast; ``status_request`` goes out every second so that a turret busy firing still
+proves it is alive. A turret that reports ``Aborted`` is lost from the run at that time.
+
+Same surface as :class:`cannonade.hq.run.RunController`, so the HQ drives either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cannonade.clock import Clock
+from cannonade.hq.membership import Liveness, Roster
+from cannonade.hq.run import Outgoing, Phase, RunSpec, Slot
+from cannonade.protocol.control import Command
+
+COLLECT = 2.0  # seconds after ``stop`` for results still in flight
+STATUS_EVERY = 1.0
+
+
+@dataclass(slots=True)
+class TurretRunController:
+    spec: RunSpec
+    roster: Roster
+    clock: Clock
+    duration: float
+    phase: Phase = Phase.WAITING
+    slots: dict[str, Slot] = field(default_factory=dict)
+    hooks: tuple[str, ...] = ()
+    setup_data: Any = None
+    setup_failed: bool = False
+    error: str = ""
+    stopped: bool = False
+    killed: bool = False
+    start_at: float | None = None
+    ended_at: float | None = None
+    load_ended_at: float | None = None
+    _created: float = 0.0
+    _phase_since: float = 0.0
+    _last_status_request: float = -1e9
+    _stop_requested: Command | None = None
+
+    def __post_init__(self) -> None:
+        self._created = self._phase_since = self.clock.monotonic()
+
+    def stop(self) -> None:
+        self._stop_requested = self._stop_requested or Command.STOP
+        self.stopped = True
+
+    def kill(self) -> None:
+        self._stop_requested = Command.KILL
+        self.stopped = self.killed = True
+
+    @property
+    def finished(self) -> bool:
+        return self.phase is Phase.FINISHED
+
+    @property
+    def degraded(self) -> bool:
+        return any(s.losses for s in self.slots.values())
+
+    def live(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.lost_at is None]
+
+    def _move(self, phase: Phase) -> None:
+        if self.phase is Phase.RUNNING and phase is not Phase.RUNNING:
+            self.load_ended_at = self.clock.wall()
+        self.phase = phase
+        self._phase_since = self.clock.monotonic()
+        if phase is Phase.FINISHED:
+            self.ended_at = self.clock.wall()
+
+    def tick(self) -> list[Outgoing]:
+        now = self.clock.monotonic()
+        out: list[Outgoing] = []
+        self._watch()
+        if self.phase in (Phase.WAITING, Phase.RUNNING) and (
+            now - self._last_status_request >= STATUS_EVERY
+        ):
+            self._last_status_request = now
+            out.append(Outgoing("", Command.STATUS_REQUEST, None))
+        if self.phase is Phase.WAITING:
+            out += self._waiting(now)
+        elif self.phase is Phase.RUNNING:
+            out += self._running(now)
+        elif self.phase is Phase.RELEASING and now - self._phase_since >= COLLECT:
+            self._move(Phase.FINISHED)
+        return out
+
+    def _watch(self) -> None:
+        """A turret lost or Aborted leaves the run at that moment."""
+        for slot in self.slots.values():
+            m = self.roster.members.get(slot.uuid)
+            if m is None or slot.lost_at is not None:
+                continue
+            if m.liveness is Liveness.MISSING or m.status.lower() == "aborted":
+                slot.lost_at = self.clock.wall()
+                slot.losses += 1
+
+    def _waiting(self, now: float) -> list[Outgoing]:
+        if self._stop_requested is not None:
+            self._move(Phase.FINISHED)
+            return []
+        ready = [m for m in self.roster.ready() if not m.is_cannonade]
+        if len(ready) < self.spec.min_agents:
+            if now - self._created > self.spec.wait_agents:
+                self.error = (
+                    f"only {len(ready)} of {self.spec.min_agents} turrets were ready "
+                    f"after {self.spec.wait_agents:g}s"
+                )
+                self._move(Phase.FINISHED)
+            return []
+        for i, m in enumerate(ready):
+            self.slots[m.uuid] = Slot(m.uuid, m.name, m.cannons, i, reports_totals=False)
+        self.start_at = self.clock.wall()
+        self._move(Phase.RUNNING)
+        return [Outgoing("", Command.START, "open fire")]
+
+    def _running(self, now: float) -> list[Outgoing]:
+        if self._stop_requested is Command.KILL:
+            self._move(Phase.RELEASING)
+            return [Outgoing("", Command.KILL, None)]
+        if self._stop_requested is not None:
+            self._move(Phase.RELEASING)
+            return [Outgoing("", Command.STOP, "premature stop")]
+        if not self.live():
+            self.error = "every turret was lost"
+            self._move(Phase.RELEASING)
+            return [Outgoing("", Command.STOP, "stop")]
+        if now - self._phase_since >= self.duration:
+            self._move(Phase.RELEASING)
+            return [Outgoing("", Command.STOP, "stop")]
+        return []
