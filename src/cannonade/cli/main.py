@@ -41,11 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     from cannonade.cli.history import add_history_parsers
     from cannonade.cli.hq import add_hq_parser
     from cannonade.cli.keys import add_keys_parser
+    from cannonade.cli.turret import add_turret_parsers
 
     add_hq_parser(sub)
     add_agent_parser(sub)
     add_history_parsers(sub)
     add_keys_parser(sub)
+    add_turret_parsers(sub)
 
     target = sub.add_parser("target", help="serve the embedded HTTP test target")
     target.add_argument("--port", type=int, default=8080, help="0 picks a free port")
@@ -84,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cannonade.cli.keys import keys_command
 
         return keys_command(args)
+    if args.command == "turret":
+        from cannonade.cli.turret import turret_command
+
+        return turret_command(args)
+    if args.command == "pack-turret":
+        from cannonade.cli.turret import pack_command
+
+        return pack_command(args)
     if args.command == "target":
         from cannonade.target.server import main as target_main
 
