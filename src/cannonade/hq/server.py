@@ -29,10 +29,10 @@ from cannonade.protocol.control import (
     Command,
     RunRef,
     Status,
-    decode_result_frame,
     encode_command,
 )
 from cannonade.protocol.foreign import ForeignEvent
+from cannonade.protocol.results import decode_result_frame
 from cannonade.storage import RunStatus, RunWriter, Store
 from cannonade.transport.security import Curve
 from cannonade.transport.sockets import REJECTED_MULTIPART, Poller, Transport
@@ -164,7 +164,7 @@ class HQ:
             self.rejected["multipart or empty frame"] += 1
             return
         try:
-            msg: Status | IntervalDelta | list[ForeignEvent] = decode_result_frame(frame)
+            msg = decode_result_frame(frame)
         except ProtocolError:
             self.rejected["malformed frame"] += 1
             return
