@@ -145,6 +145,9 @@ def test_loads_and_oct_messages_pushed_to_the_hq_are_counted_and_stored(tmp_path
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
     push.connect(f"tcp://127.0.0.1:{res}")
+    listen = ctx.socket(zmq.SUB)  # what the HQ publishes, as a runner would see it
+    listen.setsockopt(zmq.SUBSCRIBE, b"")
+    listen.connect(f"tcp://127.0.0.1:{pub}")
     try:
         deadline = time.monotonic() + 30
         while path_count(target, "9") == 0:  # the run has started
@@ -156,13 +159,21 @@ def test_loads_and_oct_messages_pushed_to_the_hq_are_counted_and_stored(tmp_path
             push.send(frame)
         push.send_multipart([b"two", b"frames"])
         _out, err = hq.communicate(timeout=60)
+        heard = []
+        while listen.poll(0):
+            heard.append(listen.recv())
     finally:
+        listen.close(linger=0)
         push.close(linger=0)
         ctx.term()
         if hq.poll() is None:
             hq.kill()
     assert hq.returncode == 0, err
     assert "Traceback" not in err
+    # Runners that push straight to the HQ get no directed frames (an OCT turret would
+    # choke on one): acks go to cannonade agents only.
+    assert heard
+    assert not [f for f in heard if f.startswith(b"external:")]
     s = json.loads(export.read_text())
     m = s["metrics"]
     # The run's own load is exact; the runners' hits are added to it.

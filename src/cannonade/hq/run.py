@@ -1,9 +1,10 @@
 """One run, as the HQ drives it: a state machine over the agents' reported states.
 
 The controller holds, per agent, the *desired* command (with the run's sequence
-number) and re-publishes it every second until the agent's status acknowledges that
-sequence number — so a command lost to PUB/SUB's slow-joiner problem, or to an HQ
-restart, is simply sent again. It does no I/O: :meth:`tick` returns what to publish.
+number) and re-publishes it (after 0.2 s, backing off to once a second) until the
+agent's status acknowledges that sequence number — so a command lost to PUB/SUB's
+slow-joiner problem, or to an HQ restart, is simply sent again. It does no I/O:
+:meth:`tick` returns what to publish.
 
 Phases and their legal moves::
 

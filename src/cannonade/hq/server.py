@@ -270,6 +270,8 @@ class HQ:
             return
         for uuid, ledger in self.ingest.agents.items():
             m = self.roster.members.get(uuid)
+            if m is None or not m.is_cannonade:
+                continue  # a foreign runner keeps no buffer, and an OCT turret would choke
             buffered = m.report.buffered if m is not None and m.report is not None else 0
             if ledger.contiguous > ledger.acked or buffered:
                 ledger.acked = ledger.contiguous

@@ -5,13 +5,13 @@ Commands go HQ -> agents on PUB as one frame: a channel, a space, then
 starts with a space) or an agent's uuid for that agent alone — exactly what OCT's HQ
 sends. cannonade's own commands put a :class:`RunRef` (run id + sequence number) in
 ``msg`` so an agent applies each at most once, in order, and the HQ can re-publish
-them every second without harm.
+them until acknowledged without harm.
 
 Agents -> HQ on PUSH: OCT status messages (``turret``, ``status``, ``uuid``,
 ``rampup``, ``script``, ``cannons``) with cannonade's extra state under the key
 ``cannonade``; a plain OCT turret simply leaves it out. Interval deltas travel as
-MessagePack (:mod:`cannonade.protocol.deltas`); a JSON frame always starts with ``{``,
-a delta never does, which is how :func:`decode_result_frame` tells them apart.
+MessagePack (:mod:`cannonade.protocol.deltas`). The HQ's one decoder of everything
+its PULL socket receives is :func:`cannonade.protocol.results.decode_result_frame`.
 
 Every decoder here raises only :class:`ProtocolError`.
 """

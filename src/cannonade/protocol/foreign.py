@@ -12,6 +12,7 @@ frozen struct costs a tenth of a frozen dataclass to make (0.2 Âµs against 2.4 Â
 from __future__ import annotations
 
 import enum
+
 import msgspec
 
 
