@@ -320,6 +320,8 @@ class Agent:
             if "/" in bundle.filename or bundle.filename.startswith("."):
                 raise ProtocolError(f"bundle file name {bundle.filename!r} is not a plain name")
             run.scenario_path.write_bytes(bundle.data)
+            if "exec" in options:  # an executable (--exec), not a Python scenario
+                run.scenario_path.chmod(0o700)
         except CannonadeError as e:
             run.error = str(e)
             self._set(AgentState.FAILED)

@@ -19,7 +19,9 @@ import gc
 import os
 import signal
 import sys
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import IO, Any
 
 import msgspec
 
@@ -27,13 +29,14 @@ from cannonade.agent.lifeline import die_with_parent
 from cannonade.config import Partition
 from cannonade.engine.engine import Engine
 from cannonade.engine.tuning import install_uvloop, tune_gc
-from cannonade.errors import CannonadeError
+from cannonade.errors import CannonadeError, ScenarioError
 from cannonade.model.metrics import IntervalDelta, SourceId
 from cannonade.model.recorder import Recorder
 from cannonade.protocol.control import MAX_DEPTH, too_deep
 from cannonade.protocol.deltas import encode_delta
 from cannonade.protocol.options import options_from_wire
-from cannonade.scenarios.loader import load_path
+from cannonade.runners.exec import exec_scenario
+from cannonade.scenarios.loader import LoadedScenario, load_path
 from cannonade.transport.sockets import AsyncDealer
 
 _json = msgspec.json.Encoder()
@@ -48,6 +51,7 @@ class Cannon:
         self.run_id = ""
         self.model_task: asyncio.Task[None] | None = None
         self.hook_task: asyncio.Task[None] | None = None
+        self.log: IO[bytes] | None = None
 
     def reply(self, kind: str, **fields: Any) -> None:
         self.channel.send(_json.encode({"k": kind, **fields}))
@@ -92,7 +96,11 @@ class Cannon:
         if self.engine is not None:
             return
         try:
-            scenario = load_path(cmd["path"])
+            exec_args = cmd["options"].get("exec")
+            if exec_args is not None:
+                scenario = self._exec(cmd["path"], [str(a) for a in exec_args], str(cmd["run_id"]))
+            else:
+                scenario = load_path(cmd["path"])
             options = options_from_wire(cmd["options"])
             index, count = cmd["partition"]
             partition = Partition(int(index), int(count))
@@ -110,6 +118,17 @@ class Cannon:
         # generation collector off it (see cannonade.engine.tuning.tune_gc).
         gc.collect()
         gc.freeze()
+
+    def _exec(self, path: str, args: list[str], run_id: str) -> LoadedScenario:
+        """A program as the scenario; its stderr goes to a log that outlives the run."""
+        logs = Path(os.environ.get("CANNONADE_LOG_DIR") or tempfile.gettempdir())
+        logs = logs / "cannonade-logs" / run_id
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+            self.log = (logs / f"{self.agent[:8]}-cannon-{self.index}.log").open("ab")
+        except OSError as e:
+            raise ScenarioError(f"cannot write the program's log in {logs}: {e.strerror}") from None
+        return exec_scenario([path, *args], run_id, self.log)
 
     async def setup(self, engine: Engine) -> None:
         ok, data = await engine.setup_phase()
@@ -145,6 +164,8 @@ class Cannon:
                 await asyncio.gather(task, return_exceptions=True)
         if self.engine is not None:
             self.engine.final_flush()
+        if self.log is not None:
+            self.log.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "-H", "--header", action="append", default=[], help="'Name: value', repeatable"
     )
 
+    runner = p.add_argument_group("runners in other languages")
+    runner.add_argument(
+        "--exec",
+        default=None,
+        metavar="'PROGRAM [ARGS]'",
+        help="run a program per iteration and read its JSON result lines (go-lo format)",
+    )
+
     out = p.add_argument_group("results")
     out.add_argument(
         "--threshold",

@@ -12,14 +12,16 @@ import argparse
 import dataclasses
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cannonade.cli.cluster import check_port, hq_curve
 from cannonade.cli.options import build_options
@@ -63,6 +65,7 @@ class Prepared:
     bundle: Bundle | None
     cluster: Cluster
     expressions: tuple[str, ...] = ()
+    exec_args: tuple[str, ...] | None = None  # --exec: the program's arguments
 
 
 def build_cluster(a: argparse.Namespace) -> Cluster:
@@ -101,6 +104,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
     """Everything that can be wrong with the input is found here, before any load."""
     options = build_options(args)
     cluster = build_cluster(args)
+    if args.exec is not None:
+        return _prepare_exec(args, options, cluster)
     if args.scenario is None:
         # OCT's `oct run`: turrets bring their scripts; the HQ sets the time.
         if cluster.local_agents:
@@ -119,6 +124,25 @@ def prepare(args: argparse.Namespace) -> Prepared:
     return Prepared(
         scenario, options, tuple(parse_threshold(e) for e in exprs), bundle, cluster, exprs
     )
+
+
+def _prepare_exec(args: argparse.Namespace, options: EngineOptions, cluster: Cluster) -> Prepared:
+    if args.scenario is not None:
+        raise ConfigError("give a scenario file or --exec, not both")
+    try:
+        argv = shlex.split(args.exec)
+    except ValueError as e:
+        raise ConfigError(f"--exec {args.exec!r}: {e}") from None
+    if not argv:
+        raise ConfigError("--exec needs a program")
+    program = Path(argv[0])
+    if not program.is_file() or not os.access(program, os.X_OK):
+        raise ConfigError(f"--exec: {program} is not an executable file")
+    # The program travels to the agents like a scenario: bytes and sha256.
+    bundle = Bundle.from_path(program)
+    exprs = tuple(args.threshold)
+    thresholds = tuple(parse_threshold(e) for e in exprs)
+    return Prepared(None, options, thresholds, bundle, cluster, exprs, tuple(argv[1:]))
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -178,14 +202,31 @@ def describe_options(options: EngineOptions) -> dict[str, object]:
     return out
 
 
+def _wire_options(prepared: Prepared) -> dict[str, Any]:
+    from cannonade.protocol.options import options_to_wire
+
+    wire = options_to_wire(prepared.options)
+    if prepared.exec_args is not None:
+        wire["exec"] = list(prepared.exec_args)
+    return wire
+
+
 def _options_view(prepared: Prepared) -> dict[str, object]:
+    if prepared.exec_args is not None:
+        view = describe_options(prepared.options)
+        view["exec"] = [_scenario_name(prepared), *prepared.exec_args]
+        return view
     if prepared.scenario is None:  # turrets run their own load model
         return {"model": "OCT turrets", "duration": model_duration(prepared.options.model)}
     return describe_options(prepared.options)
 
 
 def _scenario_name(prepared: Prepared) -> str:
-    return prepared.scenario.path if prepared.scenario is not None else "(OCT turrets' own scripts)"
+    if prepared.scenario is not None:
+        return prepared.scenario.path
+    if prepared.bundle is not None:  # --exec
+        return prepared.bundle.filename
+    return "(OCT turrets' own scripts)"
 
 
 def new_run_id() -> str:
@@ -196,7 +237,6 @@ def new_run_id() -> str:
 def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
     from cannonade.hq.run import RunSpec
     from cannonade.hq.server import HQ, HQConfig, Interrupts, model_bound
-    from cannonade.protocol.options import options_to_wire
     from cannonade.storage import Store
 
     c = prepared.cluster
@@ -211,7 +251,7 @@ def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
     spec = RunSpec(
         run_id=new_run_id(),
         bundle=prepared.bundle,
-        options=options_to_wire(opts),
+        options=_wire_options(prepared),
         min_agents=c.min_agents,
         wait_agents=c.wait_agents,
         bound=model_bound(model_duration(opts.model), opts.max_duration),

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from cannonade.model.metrics import CHECKS, Key, Kind
 from cannonade.model.recorder import FALSE, TRUE, Recorder, Samples
+from cannonade.protocol.foreign import ForeignEvent
+from cannonade.runners.record import ForeignRecorder
 
 if TYPE_CHECKING:
     from cannonade.engine.http import HttpClient
@@ -66,6 +68,7 @@ class Metrics:
 
     def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
+        self._foreign: ForeignRecorder | None = None
         self._timers: dict[str, Samples] = {}
         self._counters: dict[str, CounterHandle] = {}
         self._checks: dict[str, tuple[Key, Key]] = {}
@@ -83,6 +86,11 @@ class Metrics:
             self._recorder.define(name, Kind.COUNTER)
             c = self._counters[name] = CounterHandle(self._recorder, Key(name))
         return c
+
+    def foreign(self) -> ForeignRecorder:
+        if self._foreign is None:
+            self._foreign = ForeignRecorder(self._recorder)
+        return self._foreign
 
     def check(self, name: str, ok: bool) -> None:
         keys = self._checks.get(name)
@@ -138,6 +146,18 @@ class VU:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def record_foreign(self, events: list[ForeignEvent]) -> None:
+        """Measurements a program reported (``--exec``): hits, tests, counters, timers."""
+        self._metrics.foreign().record_all(events)
+
+    def record_unparsable(self, line: bytes) -> None:
+        """A line of a program's output that is no result: counted, the first kept."""
+        self._metrics.foreign().recorder.error(
+            "unparsable output",
+            "a line that is not a go-lo or cannonade result",
+            line[:500].decode("utf-8", "replace"),
+        )
 
     def __repr__(self) -> str:
         return f"<VU {self.id} iteration={self.iteration}>"
