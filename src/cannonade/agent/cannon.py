@@ -36,8 +36,10 @@ from cannonade.protocol.control import MAX_DEPTH, too_deep
 from cannonade.protocol.deltas import encode_delta
 from cannonade.protocol.options import options_from_wire
 from cannonade.runners.exec import exec_scenario
+from cannonade.runners.loads_runner import loads_scenario, start_receiver, stop_receiver
+from cannonade.runners.record import ForeignRecorder
 from cannonade.scenarios.loader import LoadedScenario, load_path
-from cannonade.transport.sockets import AsyncDealer
+from cannonade.transport.sockets import AsyncDealer, AsyncPull
 
 _json = msgspec.json.Encoder()
 
@@ -52,6 +54,8 @@ class Cannon:
         self.model_task: asyncio.Task[None] | None = None
         self.hook_task: asyncio.Task[None] | None = None
         self.log: IO[bytes] | None = None
+        self.recorder: Recorder | None = None
+        self.receiver: tuple[AsyncPull, asyncio.Task[None]] | None = None
 
     def reply(self, kind: str, **fields: Any) -> None:
         self.channel.send(_json.encode({"k": kind, **fields}))
@@ -95,9 +99,13 @@ class Cannon:
     def load(self, cmd: dict[str, Any]) -> None:
         if self.engine is not None:
             return
+        recorder = self.recorder = Recorder(SourceId(self.agent, self.index))
         try:
             exec_args = cmd["options"].get("exec")
-            if exec_args is not None:
+            runner = cmd["options"].get("test_runner")
+            if runner is not None:
+                scenario = self._runner(runner, str(cmd["run_id"]))
+            elif exec_args is not None:
                 scenario = self._exec(cmd["path"], [str(a) for a in exec_args], str(cmd["run_id"]))
             else:
                 scenario = load_path(cmd["path"])
@@ -108,7 +116,6 @@ class Cannon:
             self.reply("error", message=str(e))
             return
         self.run_id = str(cmd["run_id"])
-        recorder = Recorder(SourceId(self.agent, self.index))
         self.engine = Engine(
             scenario, options, self.ship, partition=partition, recorder=recorder, run_setup=False
         )
@@ -121,6 +128,11 @@ class Cannon:
 
     def _exec(self, path: str, args: list[str], run_id: str) -> LoadedScenario:
         """A program as the scenario; its stderr goes to a log that outlives the run."""
+        self._exec_log(run_id)
+        assert self.log is not None
+        return exec_scenario([path, *args], run_id, self.log)
+
+    def _exec_log(self, run_id: str) -> None:
         logs = Path(os.environ.get("CANNONADE_LOG_DIR") or tempfile.gettempdir())
         logs = logs / "cannonade-logs" / run_id
         try:
@@ -128,7 +140,25 @@ class Cannon:
             self.log = (logs / f"{self.agent[:8]}-cannon-{self.index}.log").open("ab")
         except OSError as e:
             raise ScenarioError(f"cannot write the program's log in {logs}: {e.strerror}") from None
-        return exec_scenario([path, *args], run_id, self.log)
+
+    def _runner(self, spec: dict[str, Any], run_id: str) -> LoadedScenario:
+        """loads' external runners: a receiver for what they push, and a scenario that
+        starts one per user of each cycle step."""
+        assert self.recorder is not None
+        self._exec_log(run_id)
+        assert self.log is not None
+        home = tempfile.mkdtemp(prefix="cannonade-loads-")
+        self.receiver = start_receiver(f"{home}/receiver.ipc", ForeignRecorder(self.recorder))
+        hits = spec.get("hits")
+        return loads_scenario(
+            [str(a) for a in spec["argv"]],
+            self.receiver[0].endpoint,
+            self.agent,
+            run_id,
+            int(hits) if hits is not None else None,
+            spec.get("duration"),
+            self.log,
+        )
 
     async def setup(self, engine: Engine) -> None:
         ok, data = await engine.setup_phase()
@@ -162,6 +192,8 @@ class Cannon:
                 if self.engine is not None:
                     self.engine.kill()
                 await asyncio.gather(task, return_exceptions=True)
+        if self.receiver is not None:
+            await stop_receiver(*self.receiver)
         if self.engine is not None:
             self.engine.final_flush()
         if self.log is not None:

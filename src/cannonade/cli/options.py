@@ -57,6 +57,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="run a program per iteration and read its JSON result lines (go-lo format)",
     )
 
+    runner.add_argument(
+        "--test-runner",
+        default=None,
+        metavar="'COMMAND {test}'",
+        help="loads external runner per user and cycle step; the scenario argument is the test",
+    )
+
     out = p.add_argument_group("results")
     out.add_argument(
         "--threshold",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import secrets
 import shlex
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cannonade.cli.cluster import check_port, hq_curve
 from cannonade.cli.options import build_options
-from cannonade.config import EngineOptions, model_duration, parse_duration
+from cannonade.config import Cycles, EngineOptions, model_duration, parse_duration
 from cannonade.errors import CannonadeError, ConfigError
 from cannonade.model.summary import AgentLine, RunInfo, Summary, compute_summary
 from cannonade.model.thresholds import Threshold, parse_threshold
@@ -66,6 +67,7 @@ class Prepared:
     cluster: Cluster
     expressions: tuple[str, ...] = ()
     exec_args: tuple[str, ...] | None = None  # --exec: the program's arguments
+    runner: dict[str, Any] | None = None  # --test-runner: argv, hits, duration
 
 
 def build_cluster(a: argparse.Namespace) -> Cluster:
@@ -104,6 +106,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
     """Everything that can be wrong with the input is found here, before any load."""
     options = build_options(args)
     cluster = build_cluster(args)
+    if args.test_runner is not None:
+        return _prepare_runner(args, options, cluster)
     if args.exec is not None:
         return _prepare_exec(args, options, cluster)
     if args.scenario is None:
@@ -124,6 +128,31 @@ def prepare(args: argparse.Namespace) -> Prepared:
     return Prepared(
         scenario, options, tuple(parse_threshold(e) for e in exprs), bundle, cluster, exprs
     )
+
+
+def _prepare_runner(args: argparse.Namespace, options: EngineOptions, cluster: Cluster) -> Prepared:
+    if args.exec is not None:
+        raise ConfigError("give --test-runner or --exec, not both")
+    if args.scenario is None:
+        raise ConfigError("--test-runner needs the test to run (it replaces {test})")
+    model = options.model
+    if not isinstance(model, Cycles):
+        raise ConfigError("--test-runner runs loads' user cycles: -u 10:20 with --hits or -d")
+    try:
+        argv = [a.replace("{test}", args.scenario) for a in shlex.split(args.test_runner)]
+    except ValueError as e:
+        raise ConfigError(f"--test-runner {args.test_runner!r}: {e}") from None
+    if not argv:
+        raise ConfigError("--test-runner needs a command")
+    # Each runner makes all of its user's hits: one runner per user per step.
+    once = dataclasses.replace(model, hits=1 if model.hits is not None else None)
+    runner = {"argv": argv, "hits": model.hits, "duration": model.duration}
+    # Nothing to ship but the command: the runner must exist on the agents.
+    bundle = Bundle.from_bytes("test-runner.json", json.dumps(runner).encode())
+    exprs = tuple(args.threshold)
+    thresholds = tuple(parse_threshold(e) for e in exprs)
+    opts = dataclasses.replace(options, model=once)
+    return Prepared(None, opts, thresholds, bundle, cluster, exprs, None, runner)
 
 
 def _prepare_exec(args: argparse.Namespace, options: EngineOptions, cluster: Cluster) -> Prepared:
@@ -208,10 +237,16 @@ def _wire_options(prepared: Prepared) -> dict[str, Any]:
     wire = options_to_wire(prepared.options)
     if prepared.exec_args is not None:
         wire["exec"] = list(prepared.exec_args)
+    if prepared.runner is not None:
+        wire["test_runner"] = prepared.runner
     return wire
 
 
 def _options_view(prepared: Prepared) -> dict[str, object]:
+    if prepared.runner is not None:
+        view = describe_options(prepared.options)
+        view["test_runner"] = prepared.runner
+        return view
     if prepared.exec_args is not None:
         view = describe_options(prepared.options)
         view["exec"] = [_scenario_name(prepared), *prepared.exec_args]
@@ -224,6 +259,8 @@ def _options_view(prepared: Prepared) -> dict[str, object]:
 def _scenario_name(prepared: Prepared) -> str:
     if prepared.scenario is not None:
         return prepared.scenario.path
+    if prepared.runner is not None:
+        return " ".join(prepared.runner["argv"])
     if prepared.bundle is not None:  # --exec
         return prepared.bundle.filename
     return "(OCT turrets' own scripts)"

@@ -65,6 +65,7 @@ async def _cycle_vu(
     vu = await rt.vu(j)
     if vu is None:
         return
+    vu.cycle_users = users
     rt.enter()
     try:
         if model.hits is not None:

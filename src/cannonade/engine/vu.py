@@ -106,7 +106,16 @@ class VU:
     VU's iterations from 0. ``state`` is free for the scenario's own per-VU data.
     """
 
-    __slots__ = ("_metrics", "_ws", "http", "id", "iteration", "setup_data", "state")
+    __slots__ = (
+        "_metrics",
+        "_ws",
+        "cycle_users",
+        "http",
+        "id",
+        "iteration",
+        "setup_data",
+        "state",
+    )
 
     def __init__(
         self,
@@ -121,6 +130,7 @@ class VU:
         self._ws: WsClient | None = None
         self.state: dict[str, Any] = {}
         self.setup_data = setup_data
+        self.cycle_users = 0  # users of the current cycle step (loads runners are told)
         self._metrics = metrics
 
     @property

@@ -69,7 +69,7 @@ def exec_scenario(argv: list[str], run_id: str, log: IO[bytes]) -> LoadedScenari
             code = await proc.wait()
         finally:
             if proc.returncode is None:
-                await _stop(proc)
+                await stop_process(proc)
         if code != 0:
             raise ExecFailed(f"{Path(argv[0]).name} exited with status {code}")
 
@@ -80,7 +80,8 @@ def exec_scenario(argv: list[str], run_id: str, log: IO[bytes]) -> LoadedScenari
     )
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM, then SIGKILL if it is still there after STOP_GRACE seconds."""
     with contextlib.suppress(ProcessLookupError):
         proc.terminate()
     try:

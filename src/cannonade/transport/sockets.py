@@ -232,6 +232,26 @@ class AsyncDealer:
         self._ctx.term()
 
 
+class AsyncPull:
+    """Where loads runners started by a cannon push their messages (``ipc://PATH``)."""
+
+    def __init__(self, path: str, max_message: int = MAX_FRAME) -> None:
+        self._ctx = zmq.asyncio.Context()
+        self._sock = self._ctx.socket(zmq.PULL)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, max_message)
+        self._sock.bind(f"ipc://{path}")
+        self.endpoint = f"ipc://{path}"
+
+    async def recv(self) -> bytes:
+        frames = await self._sock.recv_multipart()
+        return frames[0] if len(frames) == 1 else REJECTED_MULTIPART
+
+    def close(self) -> None:
+        self._sock.close()
+        self._ctx.term()
+
+
 _KINDS = {"pub": zmq.PUB, "pull": zmq.PULL, "sub": zmq.SUB, "push": zmq.PUSH}
 
 

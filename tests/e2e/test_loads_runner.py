@@ -1,0 +1,145 @@
+"""--test-runner: loads' external runners, one per user of each cycle step, reporting
+over ZeroMQ with the environment loads defines. The runner here imports only pyzmq and
+the standard library, as a runner in any other language would."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+RUNNER = r"""
+import datetime, json, os, sys, time, urllib.request
+import zmq
+
+env = os.environ
+test = sys.argv[1]
+sock = zmq.Context().socket(zmq.PUSH)
+sock.connect(env["LOADS_ZMQ_RECEIVER"])
+users, user = int(env["LOADS_TOTAL_USERS"]), int(env["LOADS_CURRENT_USER"])
+hits = int(env.get("LOADS_TOTAL_HITS", "1"))
+common = {"agent_id": env["LOADS_AGENT_ID"], "run_id": env["LOADS_RUN_ID"]}
+with open(os.path.join(env["SEEN_DIR"], f"{users}-{user}-{os.getpid()}"), "w") as f:
+    json.dump({k: v for k, v in env.items() if k.startswith("LOADS_")}, f)
+
+def send(data_type, **fields):
+    sock.send_string(json.dumps({"data_type": data_type, **common, **fields}))
+
+for hit in range(1, hits + 1):
+    status = [hits, users, hit, user]
+    send("startTest", test=test, loads_status=status)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(env["TARGET"] + "/json") as r:
+        r.read()
+        code = r.status
+    send("add_hit", url=env["TARGET"] + "/json", method="GET", status=code,
+         started=started.isoformat(), elapsed=time.perf_counter() - t0, loads_status=status)
+    if user == 1 and hit == 1:
+        send("addFailure", test=test, loads_status=status,
+             exc_info=["AssertionError", "first user fails once", "  File runner.py\n"])
+    else:
+        send("addSuccess", test=test, loads_status=status)
+    send("stopTest", test=test, loads_status=status)
+sock.close(linger=2000)
+"""
+
+
+def test_runners_per_user_and_step_report_exact_counts(tmp_path, target):
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    export = tmp_path / "summary.json"
+    env = dict(os.environ, SEEN_DIR=str(seen), TARGET=target.url)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cannonade",
+            "run",
+            "test_home",
+            "--quiet",
+            "--test-runner",
+            f"{sys.executable} {runner} {{test}}",
+            "-u",
+            "2:3",
+            "--hits",
+            "2",
+            "--cannons",
+            "2",
+            "--db",
+            str(tmp_path / "r.db"),
+            "--summary-export",
+            str(export),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        env=env,
+    )
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+    s = json.loads(export.read_text())
+    m = s["metrics"]
+    # loads semantics: step 1 runs 2 users, step 2 runs 3, each runner makes 2 hits.
+    assert m["iterations"]["count"] == 5  # one runner per user per step
+    assert m["http_reqs"]["count"] == target.stats()["requests"] == 10
+    assert m["tests_started"]["count"] == 10
+    assert m["tests_passed"]["count"] == 8
+    assert m["tests_failed"]["count"] == 2  # user 1 of each step
+    assert {e["kind"] for e in s["cannonade"]["errors"]} == {"AssertionError"}
+    envs = [json.loads(p.read_text()) for p in seen.iterdir()]
+    assert sorted((e["LOADS_TOTAL_USERS"], e["LOADS_CURRENT_USER"]) for e in envs) == [
+        ("2", "1"),
+        ("2", "2"),
+        ("3", "1"),
+        ("3", "2"),
+        ("3", "3"),
+    ]
+    for e in envs:
+        assert e["LOADS_TOTAL_HITS"] == "2"
+        assert e["LOADS_CURRENT_HIT"] == "1"
+        assert e["LOADS_RUN_ID"] == s["cannonade"]["run_id"]
+        assert e["LOADS_ZMQ_RECEIVER"].startswith("ipc://")
+        assert e["LOADS_AGENT_ID"]
+
+
+def test_a_crashing_runner_is_counted_and_the_run_goes_on(tmp_path, target):
+    runner = tmp_path / "crash.sh"
+    runner.write_text("#!/bin/sh\nkill -9 $$\n")
+    runner.chmod(0o755)
+    export = tmp_path / "summary.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cannonade",
+            "run",
+            "t",
+            "--quiet",
+            "--test-runner",
+            f"{runner} {{test}}",
+            "-u",
+            "2",
+            "--hits",
+            "3",
+            "--db",
+            str(tmp_path / "r.db"),
+            "--summary-export",
+            str(export),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads(export.read_text())
+    assert s["metrics"]["iterations"]["count"] == 2
+    messages = {e["message"] for e in s["cannonade"]["errors"]}
+    assert any("exited with status -9" in msg for msg in messages), messages
