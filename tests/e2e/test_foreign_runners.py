@@ -2,6 +2,7 @@
 land in the run's metrics and storage, and bad frames are counted, never fatal."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -196,6 +197,13 @@ def test_loads_and_oct_messages_pushed_to_the_hq_are_counted_and_stored(tmp_path
     notes = s["cannonade"]["notes"]
     assert "6 rejected: malformed frame" in notes, notes
     assert "1 rejected: multipart or empty frame" in notes, notes
+    # The first rejections of each reason are kept as events, naming what was wrong.
+    db = sqlite3.connect(tmp_path / "runs.db")
+    logged = [m for (m,) in db.execute("SELECT message FROM events WHERE kind = 'rejected'")]
+    db.close()
+    assert len([m for m in logged if m.startswith("malformed frame")]) == 3
+    assert any("status" in m and "add_hit" in m for m in logged), logged
+    assert any(m.startswith("multipart or empty frame") for m in logged), logged
     # `cannonade show` prints the same numbers from the store.
     shown = subprocess.run(
         [

@@ -44,6 +44,7 @@ def hq_command(args: argparse.Namespace) -> int:
         )
 
     hq.on_change = show
+    hq.on_reject = lambda text: print(f"rejected {text}", file=sys.stderr, flush=True)
     interrupts = Interrupts()
 
     def on_signal(*_: object) -> None:

@@ -41,6 +41,7 @@ ACK_EVERY = 0.5
 FLUSH_EVERY = 1.0
 DRAIN_TIMEOUT = 5.0  # after the agents' totals: how long to wait for their last deltas
 FOREVER = 1 << 62  # a sequence number above any real one
+REJECTIONS_LOGGED = 3  # per reason: kept as events with the decoder's message
 MAX_AGENTS = 10_000  # a roster bound, so a flood of made-up uuids cannot exhaust memory
 
 
@@ -130,6 +131,7 @@ class HQ:
         self._timers = _Timers()
         self._writer: RunWriter | None = None
         self.on_change: Callable[[Change], None] | None = None
+        self.on_reject: Callable[[str], None] | None = None
 
     @property
     def publisher_port(self) -> int:
@@ -161,12 +163,12 @@ class HQ:
 
     def handle(self, frame: bytes) -> None:
         if frame is REJECTED_MULTIPART or not frame:
-            self.rejected["multipart or empty frame"] += 1
+            self._reject("multipart or empty frame", f"{len(frame)} bytes")
             return
         try:
             msg = decode_result_frame(frame)
-        except ProtocolError:
-            self.rejected["malformed frame"] += 1
+        except ProtocolError as e:
+            self._reject("malformed frame", str(e))
             return
         if isinstance(msg, Status):
             self._status(msg)
@@ -175,9 +177,23 @@ class HQ:
         else:
             self._delta(msg)
 
+    def _reject(self, reason: str, detail: str) -> None:
+        """Count a rejected frame; the first few of each reason are kept as events (the
+        decoder's message names the field), so a broken runner can be found later."""
+        self.rejected[reason] += 1
+        n = self.rejected[reason]
+        if n <= REJECTIONS_LOGGED:
+            run_id = self.run.spec.run_id if self.run is not None else None
+            text = f"{reason}: {detail[:300]}"
+            if n == REJECTIONS_LOGGED:
+                text += f" (further {reason} rejections are only counted)"
+            self.store.event(run_id, self.clock.wall(), "rejected", text)
+            if self.on_reject is not None:
+                self.on_reject(text)
+
     def _status(self, status: Status) -> None:
         if status.uuid not in self.roster.members and len(self.roster.members) >= MAX_AGENTS:
-            self.rejected["status from an agent beyond the roster's limit"] += 1
+            self._reject("status from an agent beyond the roster's limit", status.uuid[:64])
             return
         run_id = self.run.spec.run_id if self.run is not None else None
         for change in self.roster.observe(status):
@@ -236,7 +252,7 @@ class HQ:
         self.roster.touch(delta.source.agent)
         ingest = self.ingest
         if ingest is None:
-            self.rejected["delta with no run in progress"] += 1
+            self._reject("delta with no run in progress", f"from agent {delta.source.agent[:64]}")
             return
         if ingest.add(delta):
             assert self._writer is not None
