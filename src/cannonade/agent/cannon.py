@@ -36,6 +36,7 @@ from cannonade.protocol.control import MAX_DEPTH, too_deep
 from cannonade.protocol.deltas import encode_delta
 from cannonade.protocol.options import options_from_wire
 from cannonade.runners.exec import exec_scenario
+from cannonade.runners.legacy import legacy_scenario
 from cannonade.runners.loads_runner import loads_scenario, start_receiver, stop_receiver
 from cannonade.runners.record import ForeignRecorder
 from cannonade.scenarios.loader import LoadedScenario, load_path
@@ -103,7 +104,10 @@ class Cannon:
         try:
             exec_args = cmd["options"].get("exec")
             runner = cmd["options"].get("test_runner")
-            if runner is not None:
+            legacy = cmd["options"].get("legacy")
+            if legacy is not None:
+                scenario = legacy_scenario(Path(cmd["path"]), str(legacy))
+            elif runner is not None:
                 scenario = self._runner(runner, str(cmd["run_id"]))
             elif exec_args is not None:
                 scenario = self._exec(cmd["path"], [str(a) for a in exec_args], str(cmd["run_id"]))

@@ -68,6 +68,7 @@ class Prepared:
     expressions: tuple[str, ...] = ()
     exec_args: tuple[str, ...] | None = None  # --exec: the program's arguments
     runner: dict[str, Any] | None = None  # --test-runner: argv, hits, duration
+    legacy: str | None = None  # a loads-style MODULE.Class.test_method
 
 
 def build_cluster(a: argparse.Namespace) -> Cluster:
@@ -122,12 +123,31 @@ def prepare(args: argparse.Namespace) -> Prepared:
         exprs = tuple(args.threshold)
         thresholds = tuple(parse_threshold(e) for e in exprs)
         return Prepared(None, options, thresholds, None, cluster, exprs)
+    if _is_legacy_target(args.scenario):
+        return _prepare_legacy(args, options, cluster)
     scenario = load_path(args.scenario)
     bundle = Bundle.from_path(args.scenario)
     exprs = (*args.threshold, *scenario.thresholds)
     return Prepared(
         scenario, options, tuple(parse_threshold(e) for e in exprs), bundle, cluster, exprs
     )
+
+
+def _is_legacy_target(name: str) -> bool:
+    return not name.endswith(".py") and not Path(name).exists() and name.count(".") >= 2
+
+
+def _prepare_legacy(args: argparse.Namespace, options: EngineOptions, cluster: Cluster) -> Prepared:
+    """``pkg.module.Class.test_x``: checked here (imported once), shipped as the module."""
+    from cannonade.runners.legacy import find_module_file, load_test, split_target
+
+    module, cls_name, method = split_target(args.scenario)
+    path = find_module_file(module, Path.cwd())
+    load_test(path, cls_name, method)
+    bundle = Bundle.from_path(path)
+    exprs = tuple(args.threshold)
+    thresholds = tuple(parse_threshold(e) for e in exprs)
+    return Prepared(None, options, thresholds, bundle, cluster, exprs, legacy=args.scenario)
 
 
 def _prepare_runner(args: argparse.Namespace, options: EngineOptions, cluster: Cluster) -> Prepared:
@@ -239,6 +259,8 @@ def _wire_options(prepared: Prepared) -> dict[str, Any]:
         wire["exec"] = list(prepared.exec_args)
     if prepared.runner is not None:
         wire["test_runner"] = prepared.runner
+    if prepared.legacy is not None:
+        wire["legacy"] = prepared.legacy
     return wire
 
 
@@ -247,6 +269,8 @@ def _options_view(prepared: Prepared) -> dict[str, object]:
         view = describe_options(prepared.options)
         view["test_runner"] = prepared.runner
         return view
+    if prepared.legacy is not None:
+        return describe_options(prepared.options)
     if prepared.exec_args is not None:
         view = describe_options(prepared.options)
         view["exec"] = [_scenario_name(prepared), *prepared.exec_args]
@@ -259,6 +283,8 @@ def _options_view(prepared: Prepared) -> dict[str, object]:
 def _scenario_name(prepared: Prepared) -> str:
     if prepared.scenario is not None:
         return prepared.scenario.path
+    if prepared.legacy is not None:
+        return prepared.legacy
     if prepared.runner is not None:
         return " ".join(prepared.runner["argv"])
     if prepared.bundle is not None:  # --exec
