@@ -37,8 +37,8 @@ from cannonade.scenarios.loader import LoadedScenario, load_path
 from cannonade.transport.security import Curve
 
 if TYPE_CHECKING:
-    from cannonade.hq.run import RunSpec
-    from cannonade.hq.server import HQ, Controller, Interrupts, RunOutcome
+    from cannonade.hq.run import Controller, RunSpec
+    from cannonade.hq.server import HQ, Interrupts, RunOutcome
     from cannonade.model.aggregate import Aggregator
 
 EXIT_OK, EXIT_ERROR, EXIT_THRESHOLDS, EXIT_INTERRUPTED = 0, 1, 99, 130

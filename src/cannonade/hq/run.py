@@ -91,7 +91,10 @@ class Outgoing:
 
 
 @dataclass(slots=True)
-class RunController:
+class Controller:
+    """What every kind of run shares: its phase and slots, the user's stop and kill,
+    and the times the HQ reports. Subclasses drive the phases in ``tick``."""
+
     spec: RunSpec
     roster: Roster
     clock: Clock
@@ -106,7 +109,6 @@ class RunController:
     start_at: float | None = None
     ended_at: float | None = None  # the run finished (agents released)
     load_ended_at: float | None = None  # the load stopped: every agent done, or stopped
-    _seq: int = 0
     _created: float = 0.0
     _phase_since: float = 0.0
     _stop_requested: Command | None = None
@@ -131,6 +133,27 @@ class RunController:
     def degraded(self) -> bool:
         return any(s.losses for s in self.slots.values())
 
+    def live(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.lost_at is None]
+
+    def tick(self) -> list[Outgoing]:
+        raise NotImplementedError
+
+    def _move(self, phase: Phase) -> None:
+        if self.phase is Phase.RUNNING and phase is not Phase.RUNNING:
+            self.load_ended_at = self.clock.wall()
+        self.phase = phase
+        self._phase_since = self.clock.monotonic()
+        if phase is Phase.FINISHED:
+            self.ended_at = self.clock.wall()
+
+
+@dataclass(slots=True)
+class RunController(Controller):
+    """A run for cannonade agents."""
+
+    _seq: int = 0
+
     # -- the machine -----------------------------------------------------------------
     def tick(self) -> list[Outgoing]:
         now = self.clock.monotonic()
@@ -152,14 +175,6 @@ class RunController:
         if step is not None:
             step(now)
         return self._due(now)
-
-    def _move(self, phase: Phase) -> None:
-        if self.phase is Phase.RUNNING and phase is not Phase.RUNNING:
-            self.load_ended_at = self.clock.wall()
-        self.phase = phase
-        self._phase_since = self.clock.monotonic()
-        if phase is Phase.FINISHED:
-            self.ended_at = self.clock.wall()
 
     def _command(self, slot: Slot, command: Command, make: type[RunRef], **fields: Any) -> None:
         self._seq += 1
@@ -196,9 +211,6 @@ class RunController:
             and m.report.run_id == self.spec.run_id
             and m.report.ack >= slot.seq
         )
-
-    def live(self) -> list[Slot]:
-        return [s for s in self.slots.values() if s.lost_at is None]
 
     def _all_live(self, *states: AgentState) -> bool:
         live = self.live()

@@ -19,7 +19,7 @@ from cannonade.errors import ConfigError, ProtocolError
 from cannonade.hq.foreign import ForeignIngest
 from cannonade.hq.ingest import Ingest
 from cannonade.hq.membership import Change, Roster
-from cannonade.hq.run import Phase, RunController, RunSpec
+from cannonade.hq.run import Controller, Phase, RunController, RunSpec
 from cannonade.hq.turrets import TurretRunController
 from cannonade.model.aggregate import Aggregator
 from cannonade.model.metrics import IntervalDelta
@@ -95,7 +95,6 @@ class Interrupts:
     level: int = 0
 
 
-Controller = RunController | TurretRunController
 Progress = Callable[[Aggregator, Controller], None]
 
 

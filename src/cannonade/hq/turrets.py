@@ -12,12 +12,10 @@ Same surface as :class:`cannonade.hq.run.RunController`, so the HQ drives either
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from cannonade.clock import Clock
-from cannonade.hq.membership import Liveness, Roster
-from cannonade.hq.run import Outgoing, Phase, RunSpec, Slot
+from cannonade.hq.membership import Liveness
+from cannonade.hq.run import Controller, Outgoing, Phase, Slot
 from cannonade.protocol.control import Command
 
 COLLECT = 2.0  # seconds after ``stop`` for results still in flight
@@ -25,56 +23,9 @@ STATUS_EVERY = 1.0
 
 
 @dataclass(slots=True)
-class TurretRunController:
-    spec: RunSpec
-    roster: Roster
-    clock: Clock
-    duration: float
-    phase: Phase = Phase.WAITING
-    slots: dict[str, Slot] = field(default_factory=dict)
-    hooks: tuple[str, ...] = ()
-    setup_data: Any = None
-    setup_failed: bool = False
-    error: str = ""
-    stopped: bool = False
-    killed: bool = False
-    start_at: float | None = None
-    ended_at: float | None = None
-    load_ended_at: float | None = None
-    _created: float = 0.0
-    _phase_since: float = 0.0
+class TurretRunController(Controller):
+    duration: float = 0.0
     _last_status_request: float = -1e9
-    _stop_requested: Command | None = None
-
-    def __post_init__(self) -> None:
-        self._created = self._phase_since = self.clock.monotonic()
-
-    def stop(self) -> None:
-        self._stop_requested = self._stop_requested or Command.STOP
-        self.stopped = True
-
-    def kill(self) -> None:
-        self._stop_requested = Command.KILL
-        self.stopped = self.killed = True
-
-    @property
-    def finished(self) -> bool:
-        return self.phase is Phase.FINISHED
-
-    @property
-    def degraded(self) -> bool:
-        return any(s.losses for s in self.slots.values())
-
-    def live(self) -> list[Slot]:
-        return [s for s in self.slots.values() if s.lost_at is None]
-
-    def _move(self, phase: Phase) -> None:
-        if self.phase is Phase.RUNNING and phase is not Phase.RUNNING:
-            self.load_ended_at = self.clock.wall()
-        self.phase = phase
-        self._phase_since = self.clock.monotonic()
-        if phase is Phase.FINISHED:
-            self.ended_at = self.clock.wall()
 
     def tick(self) -> list[Outgoing]:
         now = self.clock.monotonic()
