@@ -8,5 +8,34 @@ echo "== ruff"
 .venv/bin/ruff format --check src tests bench
 echo "== mypy (strict, src/)"
 .venv/bin/mypy
+echo "== node (examples/runners/node-loads)"
+# The Node.js example runners need node and npm (apt on Debian, like bootstrap.sh) and
+# node-loads' node_modules from its package-lock.json; `npm ci` runs again only when
+# the lock file changed. Without them their tests are skipped, with the reason.
+missing=()
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } ||
+    echo "warning: could not install ${missing[*]}" >&2
+fi
+node_loads=examples/runners/node-loads
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  lock=$(sha256sum "$node_loads/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$node_loads/node_modules/.package-lock.sha256" 2>/dev/null)" != "$lock" ]; then
+    if (cd "$node_loads" && npm ci --no-audit --no-fund); then
+      echo "$lock" >"$node_loads/node_modules/.package-lock.sha256"
+    else
+      echo "warning: npm ci failed in $node_loads: its tests will be skipped" >&2
+    fi
+  fi
+else
+  echo "warning: node/npm not found: the Node.js example tests will be skipped" >&2
+fi
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"
