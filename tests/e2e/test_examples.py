@@ -467,13 +467,6 @@ def test_oct_turret_aborts_when_its_script_does_not_load(tmp_path, target):
         hq.close()
 
 
-@pytest.mark.xfail(
-    reason="a second Ctrl-C never reaches OCT turrets: after the first one the turret "
-    "run is RELEASING and TurretRunController.tick() only sends kill while RUNNING "
-    "(src/cannonade/hq/turrets.py), although docs/protocols.md §6.2 lists "
-    "'once, on a hard stop (second Ctrl-C)': kill",
-    strict=True,
-)
 def test_a_second_ctrl_c_kills_the_turrets(tmp_path, target):
     pub, res = free_port_pair()
     hq = hq_for_turrets(tmp_path, pub, res, turrets=1, duration="30s")

@@ -33,12 +33,15 @@ def test_waits_for_n_turrets_then_broadcasts_start_and_stop():
     assert commands(rc.tick()) == [("", Command.START, "open fire")]
     assert rc.phase is Phase.RUNNING
     assert set(rc.slots) == {"t1", "t2"}
-    for _ in range(79):  # 0.125 s steps: exact in binary
+    starts = []
+    for i in range(79):  # 0.125 s steps: exact in binary
         clock.advance(0.125)
         roster.observe(status("t1", "Running"))
         roster.observe(status("t2", "Running"))
-        outs = commands(rc.tick())
-        assert ("", Command.START, "open fire") not in outs
+        if ("", Command.START, "open fire") in commands(rc.tick()):
+            starts.append((i + 1) * 0.125)
+    # Repeated twice for turrets whose subscription arrived after their status.
+    assert starts == [0.5, 1.5]
     clock.advance(0.125)
     assert ("", Command.STOP, "stop") in commands(rc.tick())
     assert rc.phase is Phase.RELEASING
@@ -87,3 +90,17 @@ def test_stop_and_kill_are_broadcast():
         clock.advance(0.1)
         assert ("", *expected) in commands(rc.tick())
         assert rc.stopped
+
+
+def test_a_second_ctrl_c_after_the_stop_still_kills():
+    clock, roster, rc = world(min_agents=1)
+    roster.observe(status("t1"))
+    rc.tick()
+    rc.stop()
+    clock.advance(0.1)
+    assert ("", Command.STOP, "premature stop") in commands(rc.tick())
+    rc.kill()
+    clock.advance(0.1)
+    assert ("", Command.KILL, None) in commands(rc.tick())
+    clock.advance(0.1)
+    assert ("", Command.KILL, None) not in commands(rc.tick())  # once

@@ -20,12 +20,19 @@ from cannonade.protocol.control import Command
 
 COLLECT = 2.0  # seconds after ``stop`` for results still in flight
 STATUS_EVERY = 1.0
+# ``start`` goes out again at these seconds after the first: a turret's status can
+# reach the HQ before its subscription reaches the HQ's PUB, and it would miss a single
+# send. A turret ignores ``start`` while it is firing (OCT's guide: start fires; it is
+# not a restart).
+START_REPEATS = (0.5, 1.5)
 
 
 @dataclass(slots=True)
 class TurretRunController(Controller):
     duration: float = 0.0
     _last_status_request: float = -1e9
+    _starts_sent: int = 0
+    _kill_sent: bool = False
 
     def tick(self) -> list[Outgoing]:
         now = self.clock.monotonic()
@@ -40,8 +47,12 @@ class TurretRunController(Controller):
             out += self._waiting(now)
         elif self.phase is Phase.RUNNING:
             out += self._running(now)
-        elif self.phase is Phase.RELEASING and now - self._phase_since >= COLLECT:
-            self._move(Phase.FINISHED)
+        elif self.phase is Phase.RELEASING:
+            if self._stop_requested is Command.KILL and not self._kill_sent:
+                self._kill_sent = True  # a second Ctrl-C after the first's stop
+                out.append(Outgoing("", Command.KILL, None))
+            if now - self._phase_since >= COLLECT:
+                self._move(Phase.FINISHED)
         return out
 
     def _watch(self) -> None:
@@ -71,10 +82,12 @@ class TurretRunController(Controller):
             self.slots[m.uuid] = Slot(m.uuid, m.name, m.cannons, i, reports_totals=False)
         self.start_at = self.clock.wall()
         self._move(Phase.RUNNING)
+        self._starts_sent = 1
         return [Outgoing("", Command.START, "open fire")]
 
     def _running(self, now: float) -> list[Outgoing]:
         if self._stop_requested is Command.KILL:
+            self._kill_sent = True
             self._move(Phase.RELEASING)
             return [Outgoing("", Command.KILL, None)]
         if self._stop_requested is not None:
@@ -87,4 +100,8 @@ class TurretRunController(Controller):
         if now - self._phase_since >= self.duration:
             self._move(Phase.RELEASING)
             return [Outgoing("", Command.STOP, "stop")]
+        repeats = START_REPEATS[self._starts_sent - 1 :] if self._starts_sent else ()
+        if repeats and now - self._phase_since >= repeats[0]:
+            self._starts_sent += 1
+            return [Outgoing("", Command.START, "open fire")]
         return []
