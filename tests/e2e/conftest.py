@@ -140,3 +140,33 @@ class Proc:
         assert self.export is not None
         assert self.export.exists(), self.stderr()
         return json.loads(self.export.read_text())
+
+
+def cannonade_run(tmp_path, *args, env=None, cwd=None, timeout=90):
+    """`cannonade run ARGS` as a real process with a database and an export of its own
+    in ``tmp_path``: (the finished process, the export or None). No traceback, ever."""
+    export = tmp_path / "summary.json"
+    if export.exists():
+        export.unlink()
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cannonade",
+            "run",
+            *args,
+            "--quiet",
+            "--db",
+            str(tmp_path / "runs.db"),
+            "--summary-export",
+            str(export),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+        cwd=cwd,
+    )
+    assert "Traceback (most recent call last)" not in r.stderr, r.stderr
+    return r, (json.loads(export.read_text()) if export.exists() else None)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+from conftest import cannonade_run as run_cannonade
 from conftest import descendants, wait_gone
 from test_cluster import free_port_pair
 
@@ -78,29 +79,9 @@ def node_loads(node) -> Path:
 
 
 def cannonade_run(tmp_path, *args, env=None, timeout=90):
-    export = tmp_path / "summary.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cannonade",
-            "run",
-            *args,
-            "--quiet",
-            "--db",
-            str(tmp_path / "runs.db"),
-            "--summary-export",
-            str(export),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-    )
-    assert "Traceback" not in r.stderr, r.stderr
+    r, summary = run_cannonade(tmp_path, *args, env=env, timeout=timeout)
     assert r.returncode == 0, r.stderr + logs_of(tmp_path)
-    return json.loads(export.read_text())
+    return summary
 
 
 def logs_of(tmp_path) -> str:

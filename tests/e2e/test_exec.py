@@ -1,14 +1,13 @@
 """--exec: any executable is a scenario; its stdout lines (go-lo's format, or one loads
 message a line) are the measurements; noise, crashes and hangs are counted, not fatal."""
 
-import json
 import os
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
+from conftest import cannonade_run
 
 pytestmark = pytest.mark.e2e
 
@@ -36,30 +35,9 @@ def program(tmp_path, name, body):
     return p
 
 
-def run(tmp_path, *args, timeout=90):
-    export = tmp_path / "summary.json"
+def run(tmp_path, *args):
     env = dict(os.environ, CANNONADE_LOG_DIR=str(tmp_path / "logs"))
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cannonade",
-            "run",
-            "--quiet",
-            "--db",
-            str(tmp_path / "r.db"),
-            "--summary-export",
-            str(export),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-    )
-    assert "Traceback" not in r.stderr, r.stderr
-    return r, (json.loads(export.read_text()) if export.exists() else None)
+    return cannonade_run(tmp_path, *args, env=env)
 
 
 def test_golo_lines_become_requests_and_noise_is_counted(tmp_path):

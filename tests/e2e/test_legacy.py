@@ -1,12 +1,10 @@
 """loads-style test classes run as they did: `cannonade run module.Class.test_x`, with
 self.session (every call a hit), self.incr_counter, and unittest assertions."""
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import cannonade_run
 
 pytestmark = pytest.mark.e2e
 
@@ -37,30 +35,8 @@ class TestWebSite(TestCase):
 
 def run(tmp_path, target, test, *args):
     (tmp_path / "example.py").write_text(MODULE)
-    export = tmp_path / "summary.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cannonade",
-            "run",
-            test,
-            "--quiet",
-            *args,
-            "--db",
-            str(tmp_path / "r.db"),
-            "--summary-export",
-            str(export),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-        cwd=tmp_path,
-        env=dict(os.environ, TARGET=target.url),
-    )
-    assert "Traceback (most recent call last)" not in r.stderr, r.stderr
-    return r, json.loads(export.read_text()) if export.exists() else None
+    env = dict(os.environ, TARGET=target.url)
+    return cannonade_run(tmp_path, test, *args, env=env, cwd=tmp_path)
 
 
 def test_a_passing_test_counts_hits_tests_and_counters(tmp_path, target):

@@ -4,10 +4,10 @@ the standard library, as a runner in any other language would."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+from conftest import cannonade_run
 
 pytestmark = pytest.mark.e2e
 
@@ -53,38 +53,16 @@ def test_runners_per_user_and_step_report_exact_counts(tmp_path, target):
     runner.write_text(RUNNER)
     seen = tmp_path / "seen"
     seen.mkdir()
-    export = tmp_path / "summary.json"
     env = dict(os.environ, SEEN_DIR=str(seen), TARGET=target.url)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cannonade",
-            "run",
-            "test_home",
-            "--quiet",
-            "--test-runner",
-            f"{sys.executable} {runner} {{test}}",
-            "-u",
-            "2:3",
-            "--hits",
-            "2",
-            "--cannons",
-            "2",
-            "--db",
-            str(tmp_path / "r.db"),
-            "--summary-export",
-            str(export),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
+    r, s = cannonade_run(
+        tmp_path,
+        "test_home",
+        "--test-runner",
+        f"{sys.executable} {runner} {{test}}",
+        *("-u", "2:3", "--hits", "2", "--cannons", "2"),
         env=env,
     )
-    assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == 0, r.stderr
-    s = json.loads(export.read_text())
     m = s["metrics"]
     # loads semantics: step 1 runs 2 users, step 2 runs 3, each runner makes 2 hits.
     assert m["iterations"]["count"] == 5  # one runner per user per step
@@ -113,33 +91,10 @@ def test_a_crashing_runner_is_counted_and_the_run_goes_on(tmp_path, target):
     runner = tmp_path / "crash.sh"
     runner.write_text("#!/bin/sh\nkill -9 $$\n")
     runner.chmod(0o755)
-    export = tmp_path / "summary.json"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cannonade",
-            "run",
-            "t",
-            "--quiet",
-            "--test-runner",
-            f"{runner} {{test}}",
-            "-u",
-            "2",
-            "--hits",
-            "3",
-            "--db",
-            str(tmp_path / "r.db"),
-            "--summary-export",
-            str(export),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
+    r, s = cannonade_run(
+        tmp_path, "t", "--test-runner", f"{runner} {{test}}", "-u", "2", "--hits", "3"
     )
     assert r.returncode == 0, r.stderr
-    s = json.loads(export.read_text())
     assert s["metrics"]["iterations"]["count"] == 2
     messages = {e["message"] for e in s["cannonade"]["errors"]}
     assert any("exited with status -9" in msg for msg in messages), messages
