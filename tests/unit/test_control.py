@@ -37,7 +37,6 @@ from cannonade.protocol.control import (
     Teardown,
     bundle_wire,
     decode_command,
-    decode_result_frame,
     decode_status,
     encode_command,
     encode_status,
@@ -45,6 +44,7 @@ from cannonade.protocol.control import (
 )
 from cannonade.protocol.deltas import MAX_FRAME, encode_delta
 from cannonade.protocol.options import options_from_wire, options_to_wire
+from cannonade.protocol.results import decode_result_frame
 
 UUID = "3d98c23d-5ed5-4793-a5a7-94d59a941792"
 OCT_UUID = "d7b8a1cc-639a-405c-9b16-62ce5cd66f36"
@@ -269,7 +269,10 @@ def test_cannon_count_is_never_negative_or_an_exception(cannons, count):
     ],
 )
 def test_malformed_status(frame, match):
+    # The status decoder names what is wrong; the HQ's dispatcher refuses them too.
     with pytest.raises(ProtocolError, match=match):
+        decode_status(frame)
+    with pytest.raises(ProtocolError):
         decode_result_frame(frame)
 
 

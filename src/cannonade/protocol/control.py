@@ -25,8 +25,7 @@ from typing import Any
 import msgspec
 
 from cannonade.errors import ProtocolError
-from cannonade.model.metrics import IntervalDelta
-from cannonade.protocol.deltas import MAX_FRAME, decode_delta
+from cannonade.protocol.deltas import MAX_FRAME
 
 VERSION = 1
 MAX_CANNONS = 4096  # per agent: a larger number is a typo or an attack, not a machine
@@ -249,20 +248,6 @@ _status_decoder = msgspec.json.Decoder(Status)
 
 def encode_status(status: Status) -> bytes:
     return _json_encoder.encode(status)
-
-
-ResultFrame = Status | IntervalDelta
-
-
-def decode_result_frame(frame: bytes) -> ResultFrame:
-    """One frame from the HQ's PULL socket, decoded by its structure."""
-    if len(frame) > MAX_FRAME:
-        raise ProtocolError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME}")
-    if not frame:
-        raise ProtocolError("empty frame")
-    if frame[:1] == b"{":
-        return decode_status(frame)
-    return decode_delta(frame)
 
 
 def decode_status(frame: bytes) -> Status:
