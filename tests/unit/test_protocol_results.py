@@ -172,10 +172,10 @@ def test_a_frame_over_the_limit_is_refused_unread():
         decode_result_frame(b"{" + b" " * MAX_FRAME + b"}")
 
 
-def test_controls_decoder_still_tells_statuses_from_deltas():
-    assert control.decode_result_frame(OCT_STATUS) == decode_result_frame(OCT_STATUS)
+def test_statuses_and_deltas_decode_as_their_own_decoders_say():
+    assert control.decode_status(OCT_STATUS) == decode_result_frame(OCT_STATUS)
     delta = Recorder(SourceId("a", 0)).flush(1_700_000_000)
-    assert isinstance(control.decode_result_frame(encode_delta(delta)), IntervalDelta)
+    assert isinstance(decode_result_frame(encode_delta(delta)), IntervalDelta)
 
 
 # -- totality of every decoder ------------------------------------------------------------
