@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from cannonade.agent.cannons import CannonProc, reap, spawn, stop_idle
 from cannonade.agent.merge import SecondMerger
 from cannonade.agent.outbox import DEFAULT_MAX_FRAMES, Outbox
 from cannonade.config import Cycles
@@ -63,17 +63,6 @@ class AgentConfig:
     curve: Curve | None = None
     uuid: str = field(default_factory=lambda: str(uuidlib.uuid4()))
     max_buffer: int = DEFAULT_MAX_FRAMES
-
-
-@dataclass(slots=True)
-class CannonProc:
-    index: int
-    proc: subprocess.Popen[bytes]
-    identity: bytes  # unique per process: a new pool never collides with exiting cannons
-    hello: bool = False
-    loaded: bool = False
-    done: bool = False
-    exited: bool = False
 
 
 @dataclass(slots=True)
@@ -204,7 +193,7 @@ class Agent:
             self._aborting = True
             self._send_cannons({"k": "kill"})
             self._send_cannons({"k": "exit"})
-            _reap(run.cannons, wait=3.0)
+            reap(run.cannons, wait=3.0)
         if self.state is not AgentState.READY or run is not None:
             self.state = AgentState.ABORTED
             self.announce()
@@ -342,39 +331,16 @@ class Agent:
             self.pool = [self._spawn(j) for j in range(self.config.cannons)]
 
     def _stop_pool(self, pool: list[CannonProc]) -> None:
-        # An idle cannon holds nothing worth a goodbye: stop it now.
-        for c in pool:
-            if c.proc.poll() is None:
-                c.proc.terminate()
-        _reap(pool, wait=2.0)
+        stop_idle(pool)
 
     def _spawn(self, index: int) -> CannonProc:
         self._generation += 1
-        identity = f"{self._generation}".encode()
-        argv = [
-            sys.executable,
-            "-m",
-            "cannonade.agent.cannon",
-            "--ipc",
-            self.ipc_path,
-            "--agent",
-            self.uuid,
-            "--index",
-            str(index),
-            "--identity",
-            identity.decode(),
-            "--parent",
-            str(os.getpid()),
-        ]
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-        return CannonProc(
-            index, subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL), identity
-        )
+        return spawn(self.ipc_path, self.uuid, index, str(self._generation))
 
     def _abandon(self, run: AgentRun) -> None:
         self._send_cannons({"k": "kill"})
         self._send_cannons({"k": "exit"})
-        _reap(run.cannons, wait=2.0)
+        reap(run.cannons, wait=2.0)
         shutil.rmtree(run.workdir, ignore_errors=True)
         self.run = None
         self._refill()
@@ -509,15 +475,3 @@ class Agent:
         self._refill()
         self._set(AgentState.READY)
         self.announce()
-
-
-def _reap(cannons: list[CannonProc], wait: float) -> None:
-    """Wait up to ``wait`` seconds in all for the cannons to exit; kill the rest."""
-    deadline = time.monotonic() + wait
-    for c in cannons:
-        try:
-            c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            c.proc.kill()
-            c.proc.wait()
-        c.exited = True
