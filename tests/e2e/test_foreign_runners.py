@@ -118,7 +118,9 @@ BAD = [
     b"[" * 3000 + b"]" * 3000,
     b'{"data_type": 7}',
     b'{"what": "is this"}',
+    b'{"data_type": "add_hit", "method": "GET", "status": 200, "elapsed": 0.1}',  # no url
 ]
+OVERSIZED = b'{"data_type": "add_hit", "url": "' + b"x" * (16 * 1024 * 1024) + b'"}'
 
 
 def test_loads_and_oct_messages_pushed_to_the_hq_are_counted_and_stored(tmp_path, target):
@@ -159,6 +161,7 @@ def test_loads_and_oct_messages_pushed_to_the_hq_are_counted_and_stored(tmp_path
         for frame in BAD:
             push.send(frame)
         push.send_multipart([b"two", b"frames"])
+        push.send(OVERSIZED)
         _out, err = hq.communicate(timeout=60)
         heard = []
         while listen.poll(0):
@@ -195,8 +198,9 @@ def test_loads_and_oct_messages_pushed_to_the_hq_are_counted_and_stored(tmp_path
     assert "JSError" in kinds
     assert "transaction" in kinds
     notes = s["cannonade"]["notes"]
-    assert "6 rejected: malformed frame" in notes, notes
+    assert "7 rejected: malformed frame" in notes, notes
     assert "1 rejected: multipart or empty frame" in notes, notes
+    assert "1 rejected: frame over the 16 MiB cap" in notes, notes
     # The first rejections of each reason are kept as events, naming what was wrong.
     db = sqlite3.connect(tmp_path / "runs.db")
     logged = [m for (m,) in db.execute("SELECT message FROM events WHERE kind = 'rejected'")]
@@ -204,6 +208,12 @@ def test_loads_and_oct_messages_pushed_to_the_hq_are_counted_and_stored(tmp_path
     assert len([m for m in logged if m.startswith("malformed frame")]) == 3
     assert any("status" in m and "add_hit" in m for m in logged), logged
     assert any(m.startswith("multipart or empty frame") for m in logged), logged
+    assert f"frame over the 16 MiB cap: {len(OVERSIZED)} bytes" in logged, logged
+    # loads' startTestRun/stopTestRun are when that runner's test run began and ended.
+    db = sqlite3.connect(tmp_path / "runs.db")
+    marks = [m for (m,) in db.execute("SELECT message FROM events WHERE kind = 'test_run'")]
+    db.close()
+    assert marks == ["startTestRun from external:vm-11448", "stopTestRun from external:vm-11448"]
     # `cannonade show` prints the same numbers from the store.
     shown = subprocess.run(
         [

@@ -98,3 +98,83 @@ def test_a_crashing_runner_is_counted_and_the_run_goes_on(tmp_path, target):
     assert s["metrics"]["iterations"]["count"] == 2
     messages = {e["message"] for e in s["cannonade"]["errors"]}
     assert any("exited with status -9" in msg for msg in messages), messages
+
+
+def _events(tmp_path, run_id):
+    from cannonade.storage.store import Store
+
+    store = Store.open(tmp_path / "runs.db")
+    try:
+        return store.load(run_id).events
+    finally:
+        store.close()
+
+
+def test_with_a_duration_each_user_runs_its_runner_once_per_step(tmp_path):
+    # loads: a runner told LOADS_DURATION runs for it itself; one that ends early is
+    # not started again, and the step ends when every runner has.
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    runner = tmp_path / "quick.sh"
+    runner.write_text('#!/bin/sh\necho "$LOADS_DURATION" > "$SEEN_DIR/$LOADS_CURRENT_USER-$$"\n')
+    runner.chmod(0o755)
+    env = dict(os.environ, SEEN_DIR=str(seen))
+    r, s = cannonade_run(
+        tmp_path, "t", "--test-runner", f"{runner} {{test}}", "-u", "2:3", "-d", "20s", env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert s["metrics"]["iterations"]["count"] == 5
+    assert sorted(p.read_text() for p in seen.iterdir()) == ["20\n"] * 5
+    assert s["cannonade"]["duration_s"] < 15  # the steps did not wait out 20 s each
+    # The agent told the HQ when its runners' test run began and ended, as loads does.
+    marks = [e.message for e in _events(tmp_path, s["cannonade"]["run_id"]) if e.kind == "test_run"]
+    assert len(marks) == 2
+    assert marks[0].startswith("startTestRun from external:")
+    assert marks[1].startswith("stopTestRun from external:")
+
+
+def test_a_runner_that_overruns_its_duration_is_stopped(tmp_path):
+    runner = tmp_path / "hang.sh"
+    runner.write_text("#!/bin/sh\nexec sleep 60\n")
+    runner.chmod(0o755)
+    r, s = cannonade_run(
+        tmp_path,
+        "t",
+        *("--test-runner", f"{runner} {{test}}", "-u", "2", "-d", "1s"),
+        *("--graceful-stop", "1s"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert s["cannonade"]["duration_s"] < 10
+    assert s["metrics"]["interrupted_iterations"]["count"] == 2
+
+
+BAD_RUNNER = r"""
+import json, os, zmq
+ctx = zmq.Context()
+sock = ctx.socket(zmq.PUSH)
+sock.connect(os.environ["LOADS_ZMQ_RECEIVER"])
+ids = {"agent_id": os.environ["LOADS_AGENT_ID"], "run_id": os.environ["LOADS_RUN_ID"]}
+sock.send(b"\xff\xfe not utf-8")
+sock.send(b"[" * 3000 + b"]" * 3000)
+sock.send(b'{"data_type": "add_hit", "url": "/x"}')  # missing fields
+sock.send(b'{"data_type": "add_hit", "url": "' + b"x" * (16 * 1024 * 1024) + b'"}')
+sock.send_multipart([b"two", b"frames"])
+sock.send_string(json.dumps({"data_type": "addSuccess", "test": "t", **ids}))
+sock.close(linger=5000)
+ctx.term()  # waits for the big frame to leave
+"""
+
+
+def test_bad_runner_messages_are_counted_and_what_was_measured_is_kept(tmp_path):
+    runner = tmp_path / "bad.py"
+    runner.write_text(BAD_RUNNER)
+    r, s = cannonade_run(
+        tmp_path, "t", "--test-runner", f"{sys.executable} {runner} {{test}}", "-u", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    assert s["metrics"]["tests_passed"]["count"] == 1
+    errors = {e["message"]: e for e in s["cannonade"]["errors"]}
+    over = [e for e in s["cannonade"]["errors"] if e["kind"] == "runner message over the size cap"]
+    assert [e["count"] for e in over] == [1], errors
+    unparsable = [e for e in s["cannonade"]["errors"] if e["kind"] == "unparsable runner message"]
+    assert sum(e["count"] for e in unparsable) == 4, errors  # the multipart one included

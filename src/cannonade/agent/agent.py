@@ -44,6 +44,8 @@ from cannonade.protocol.control import (
     split_channel,
 )
 from cannonade.protocol.deltas import decode_delta, encode_delta
+from cannonade.protocol.foreign import TestOutcome
+from cannonade.protocol.loads import encode_test_run
 from cannonade.protocol.options import options_from_wire
 from cannonade.scenarios.bundle import Bundle
 from cannonade.transport.security import Curve
@@ -259,6 +261,7 @@ class Agent:
                 {"k": "start", "start_at": msg.start_at, "setup_data": msg.setup_data}
             )
             self._set(AgentState.RUNNING)
+            self._test_run(run, TestOutcome.START_RUN)
         elif command is Command.STOP:
             self._send_cannons({"k": "stop"})
             if self.state is AgentState.RUNNING:
@@ -429,6 +432,12 @@ class Agent:
         ):
             self._ship(run, run.merger.drain())
             self._set(AgentState.DONE)
+            self._test_run(run, TestOutcome.STOP_RUN)
+
+    def _test_run(self, run: AgentRun, outcome: TestOutcome) -> None:
+        """As a loads agent does around its external runners (not around anything else)."""
+        if "test_runner" in run.options:
+            self.push.send(encode_test_run(outcome, self.uuid, run.run_id))
 
     def _ship(self, run: AgentRun, deltas: list[Any]) -> None:
         now = time.time()

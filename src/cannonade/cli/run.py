@@ -164,8 +164,10 @@ def _prepare_runner(args: argparse.Namespace, options: EngineOptions, cluster: C
         raise ConfigError(f"--test-runner {args.test_runner!r}: {e}") from None
     if not argv:
         raise ConfigError("--test-runner needs a command")
-    # Each runner makes all of its user's hits: one runner per user per step.
-    once = dataclasses.replace(model, hits=1 if model.hits is not None else None)
+    # Each runner makes all of its user's hits, or runs for the step's duration itself:
+    # one runner per user per step, as loads does. A runner that ends early is not
+    # started again; the step ends when every runner has, or when its duration is up.
+    once = dataclasses.replace(model, hits=1)
     runner = {"argv": argv, "hits": model.hits, "duration": model.duration}
     # Nothing to ship but the command: the runner must exist on the agents.
     bundle = Bundle.from_bytes("test-runner.json", json.dumps(runner).encode())

@@ -13,11 +13,13 @@ from collections import Counter
 
 from cannonade.model.metrics import IntervalDelta, SourceId
 from cannonade.model.recorder import Recorder
-from cannonade.protocol.foreign import ForeignEvent
+from cannonade.protocol.foreign import ForeignEvent, TestEvent, TestOutcome
 from cannonade.runners.record import ForeignRecorder
 
 MAX_SOURCES = 1000  # runners reporting directly to one run; more is a flood, not a test
+MAX_MARKS = 2 * MAX_SOURCES  # startTestRun/stopTestRun kept as events; more are counted
 PREFIX = "external:"
+_MARKS = (TestOutcome.START_RUN, TestOutcome.STOP_RUN)
 
 
 class ForeignIngest:
@@ -26,6 +28,10 @@ class ForeignIngest:
         self._recorders: dict[str, ForeignRecorder] = {}
         self._dirty: set[str] = set()
         self.rejected: Counter[str] = Counter()
+        # loads' startTestRun/stopTestRun: when each runner (or agent) began and ended
+        # its test run. They carry no measurement, so they become events, not metrics.
+        self._marks: list[tuple[str, TestOutcome]] = []
+        self._marked = 0
 
     @property
     def sources(self) -> list[str]:
@@ -38,6 +44,9 @@ class ForeignIngest:
                 self.rejected["runner message for another run"] += 1
                 continue
             source = PREFIX + (origin.agent or "unnamed")
+            if isinstance(event, TestEvent) and event.outcome in _MARKS:
+                self._mark(source, event.outcome)
+                continue
             fr = self._recorders.get(source)
             if fr is None:
                 if len(self._recorders) >= MAX_SOURCES:
@@ -46,6 +55,18 @@ class ForeignIngest:
                 fr = self._recorders[source] = ForeignRecorder(Recorder(SourceId(source, 0)))
             fr.record(event)
             self._dirty.add(source)
+
+    def _mark(self, source: str, outcome: TestOutcome) -> None:
+        self._marked += 1
+        if self._marked <= MAX_MARKS:
+            self._marks.append((source, outcome))
+        else:
+            self.rejected[f"{outcome.value} beyond the first {MAX_MARKS}"] += 1
+
+    def take_marks(self) -> list[tuple[str, TestOutcome]]:
+        """The startTestRun/stopTestRun messages that arrived since the last call."""
+        marks, self._marks = self._marks, []
+        return marks
 
     def flush(self, now: float, final: bool = False) -> list[IntervalDelta]:
         """Deltas of what arrived since the last flush (every runner's, when final)."""

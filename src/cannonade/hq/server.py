@@ -31,6 +31,7 @@ from cannonade.protocol.control import (
     Status,
     encode_command,
 )
+from cannonade.protocol.deltas import MAX_FRAME
 from cannonade.protocol.foreign import ForeignEvent
 from cannonade.protocol.results import decode_result_frame
 from cannonade.storage import RunStatus, RunWriter, Store
@@ -164,6 +165,9 @@ class HQ:
         if frame is REJECTED_MULTIPART or not frame:
             self._reject("multipart or empty frame", f"{len(frame)} bytes")
             return
+        if len(frame) > MAX_FRAME:
+            self._reject(f"frame over the {MAX_FRAME >> 20} MiB cap", f"{len(frame)} bytes")
+            return
         try:
             msg = decode_result_frame(frame)
         except ProtocolError as e:
@@ -238,6 +242,13 @@ class HQ:
             self.rejected["runner message with no run in progress"] += len(events)
             return
         self.foreign.add(events)
+        marks = self.foreign.take_marks()
+        if marks:
+            now = self.clock.wall()
+            for source, outcome in marks:
+                self.store.event(
+                    self.foreign.run_id, now, "test_run", f"{outcome.value} from {source}"
+                )
 
     def _flush_foreign(self, final: bool = False) -> None:
         if self.foreign is None or self.ingest is None:

@@ -158,6 +158,13 @@ def decode_loads(frame: bytes) -> list[ForeignEvent]:
     return loads_events(msg)
 
 
+def encode_test_run(outcome: TestOutcome, agent_id: str, run_id: str) -> bytes:
+    """The ``startTestRun``/``stopTestRun`` message an agent sends around its runners."""
+    if outcome not in (TestOutcome.START_RUN, TestOutcome.STOP_RUN):
+        raise ValueError(f"{outcome} is not a test-run message")
+    return msgspec.json.encode({"data_type": outcome.value, "agent_id": agent_id, "run_id": run_id})
+
+
 def loads_events(msg: LoadsMessage, inherit: Origin | None = None) -> list[ForeignEvent]:
     """The events of one decoded message. ``inherit`` is a batch's origin, for its inner
     messages: their own ``agent_id``/``run_id`` win when they say something (loads'

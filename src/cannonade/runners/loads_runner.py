@@ -23,6 +23,7 @@ import os
 from typing import IO, Any
 
 from cannonade.errors import ProtocolError
+from cannonade.protocol.deltas import MAX_FRAME
 from cannonade.protocol.loads import decode_loads
 from cannonade.runners.exec import ExecFailed, stop_process
 from cannonade.runners.record import ForeignRecorder
@@ -34,6 +35,11 @@ async def receive(pull: AsyncPull, recorder: ForeignRecorder) -> None:
     """Record what the runners push, until cancelled."""
     while True:
         frame = await pull.recv()
+        if len(frame) > MAX_FRAME:
+            recorder.recorder.error(
+                "runner message over the size cap", f"{len(frame)} bytes (cap {MAX_FRAME})"
+            )
+            continue
         try:
             events = decode_loads(frame)
         except ProtocolError as e:

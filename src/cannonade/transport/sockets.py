@@ -19,6 +19,11 @@ from cannonade.protocol.deltas import MAX_FRAME
 from cannonade.transport.security import Curve, Gatekeeper, apply_client, apply_server
 
 REJECTED_MULTIPART = b""  # never a valid single frame, so it cannot be confused
+# What ZeroMQ lets through, above the protocol's own cap (MAX_FRAME, checked by every
+# decoder): a frame between the two is read and then refused *by name*, counted with
+# its size and source; only one beyond this ceiling makes ZeroMQ drop the connection
+# (the peer reconnects) without the receiver ever seeing it.
+CEILING = 4 * MAX_FRAME
 LINGER_MS = 1000
 
 
@@ -106,12 +111,12 @@ class Transport:
         s: zmq.Socket[bytes] = self._ctx.socket(kind)
         s.setsockopt(zmq.LINGER, LINGER_MS)
         # A peer can send nothing bigger than this: zmq drops the connection instead of
-        # buffering a hostile multi-gigabyte frame.
+        # buffering a hostile multi-gigabyte frame (see CEILING).
         s.setsockopt(zmq.MAXMSGSIZE, max_message)
         return s
 
     def bind(
-        self, kind: str, host: str, port: int, curve: Curve | None, max_message: int = MAX_FRAME
+        self, kind: str, host: str, port: int, curve: Curve | None, max_message: int = CEILING
     ) -> Socket:
         """``kind``: "pub" or "pull". ``port`` 0 picks a free port."""
         s = self._socket(_KINDS[kind], max_message)
@@ -140,7 +145,7 @@ class Transport:
         port: int,
         curve: Curve | None,
         identity: str = "",
-        max_message: int = MAX_FRAME,
+        max_message: int = CEILING,
     ) -> Socket:
         """``kind``: "sub" (subscribed to ``""``, which includes every channel) or "push"."""
         s = self._socket(_KINDS[kind], max_message)
@@ -170,7 +175,7 @@ class Transport:
 
     def bind_ipc(self, path: str) -> Socket:
         """The agent's end of its cannons' channel (ROUTER)."""
-        s = self._socket(zmq.ROUTER, MAX_FRAME)
+        s = self._socket(zmq.ROUTER, CEILING)
         s.setsockopt(zmq.ROUTER_MANDATORY, 1)
         s.setsockopt(zmq.RCVHWM, 0)  # local and acknowledged upstream: never drop
         s.bind(f"ipc://{path}")
@@ -235,7 +240,7 @@ class AsyncDealer:
 class AsyncPull:
     """Where loads runners started by a cannon push their messages (``ipc://PATH``)."""
 
-    def __init__(self, path: str, max_message: int = MAX_FRAME) -> None:
+    def __init__(self, path: str, max_message: int = CEILING) -> None:
         self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.PULL)
         self._sock.setsockopt(zmq.LINGER, 0)
