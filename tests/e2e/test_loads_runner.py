@@ -178,3 +178,5 @@ def test_bad_runner_messages_are_counted_and_what_was_measured_is_kept(tmp_path)
     assert [e["count"] for e in over] == [1], errors
     unparsable = [e for e in s["cannonade"]["errors"] if e["kind"] == "unparsable runner message"]
     assert sum(e["count"] for e in unparsable) == 4, errors  # the multipart one included
+    # Each names where it was pushed (the agent and cannon whose runners sent it).
+    assert all(e["sample"].startswith("pushed to agent ") for e in [*over, *unparsable])

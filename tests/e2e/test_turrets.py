@@ -157,3 +157,94 @@ def test_an_hq_for_turrets_needs_local_agents_0_and_a_duration(tmp_path):
     )
     assert r.returncode == 1
     assert "--local-agents 0" in r.stderr
+
+
+# A turret as OCT's guide describes one, in plain pyzmq: it joins, fires a little when
+# told to start, then dies, reporting Aborted first (as an OCT turret does on a crash).
+DYING_TURRET = r"""
+import json, sys, time, uuid, zmq
+pub, res, stamp = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+me = str(uuid.uuid4())
+ctx = zmq.Context()
+sub = ctx.socket(zmq.SUB)
+for topic in ("", me):
+    sub.setsockopt_string(zmq.SUBSCRIBE, topic)
+sub.connect(f"tcp://127.0.0.1:{pub}")
+push = ctx.socket(zmq.PUSH)
+push.connect(f"tcp://127.0.0.1:{res}")
+def status(s):
+    push.send_json({"turret": "dying", "status": s, "uuid": me, "rampup": 0,
+                    "script": "v_user.py", "cannons": 1})
+deadline = time.time() + 60
+started = False
+while not started and time.time() < deadline:
+    status("ready")
+    if sub.poll(500):
+        frame = sub.recv().decode()
+        started = '"start"' in frame
+status("running")
+for _ in range(3):
+    push.send_json({"turret_name": "dying", "elapsed": 0.1, "epoch": time.time(),
+                    "scriptrun_time": 0.01, "error": "", "custom_timers": {}})
+    time.sleep(0.2)
+with open(stamp, "w") as f:
+    f.write(str(time.time()))
+status("Aborted")
+push.close(linger=2000)
+ctx.term()
+"""
+
+
+def test_a_turret_that_aborts_is_reported_with_the_time_it_died(tmp_path):
+    pub, res = free_port_pair()
+    export = tmp_path / "summary.json"
+    hq = subprocess.Popen(
+        cannonade(
+            *("run", "--quiet", "--local-agents", "0", "--min-agents", "2", "-d", "4s"),
+            *("--publisher-port", str(pub), "--results-port", str(res)),
+            *("--db", str(tmp_path / "runs.db"), "--summary-export", str(export)),
+            *("--wait-agents", "30s"),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    healthy = turret_dir(tmp_path, "healthy", pub, res, cannons=1)
+    script = tmp_path / "dying.py"
+    script.write_text(DYING_TURRET)
+    stamp = tmp_path / "died_at"
+    turrets = [
+        subprocess.Popen(
+            cannonade("turret", "--config", str(healthy / "turret.json")),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+        subprocess.Popen(
+            [sys.executable, str(script), str(pub), str(res), str(stamp)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    ]
+    try:
+        _out, err = hq.communicate(timeout=60)
+        assert "Traceback" not in err
+        s = json.loads(export.read_text())
+        agents = {a["name"]: a for a in s["cannonade"]["agents"]}
+        dying, alive = agents["dying"], agents["healthy"]
+        assert dying["status"].lower() == "aborted"
+        died_at = float(stamp.read_text())
+        assert 0 <= dying["lost_at"] - died_at < 1.0
+        assert alive["lost_at"] is None
+        assert s["cannonade"]["degraded"] is True
+        assert hq.returncode == 0, err
+        # Its results up to then are in the run, beside the healthy turret's.
+        assert s["metrics"]["transactions"]["count"] > 3
+    finally:
+        for t in turrets:
+            tree = descendants(t.pid)
+            if t.poll() is None:
+                t.terminate()
+            t.communicate(timeout=30)
+            assert wait_gone(tree) == []

@@ -239,14 +239,17 @@ scalars = (
         ]
     )
 )
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+
+
+def _nest(inner):
+    # A named function, not a lambda: hypothesis reads the source of ``extend`` to check
+    # that it recurses, and a multi-line lambda's source is not always found.
+    return st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(FIELDS) | st.text(max_size=4), inner, max_size=3
+    )
+
+
+values = st.recursive(scalars, _nest, max_leaves=8)
 objects = st.dictionaries(st.sampled_from(FIELDS), values, max_size=8)
 
 

@@ -155,7 +155,13 @@ def decode_loads(frame: bytes) -> list[ForeignEvent]:
         raise malformed(frame, e) from None
     if msg.data_type is None:
         raise ProtocolError("loads message without a data_type")
-    return loads_events(msg)
+    try:
+        return loads_events(msg)
+    except ProtocolError as e:
+        # Name the sender, so a broken runner can be found among many.
+        if msg.agent_id and msg.agent_id != "None":
+            raise ProtocolError(f"{e} (from agent_id {msg.agent_id[:64]!r})") from None
+        raise
 
 
 def encode_test_run(outcome: TestOutcome, agent_id: str, run_id: str) -> bytes:

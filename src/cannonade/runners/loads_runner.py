@@ -32,18 +32,25 @@ from cannonade.transport.sockets import AsyncPull
 
 
 async def receive(pull: AsyncPull, recorder: ForeignRecorder) -> None:
-    """Record what the runners push, until cancelled."""
+    """Record what the runners push, until cancelled. A frame that is refused is counted
+    as an error whose sample names where it came from and how it began."""
+    source = recorder.recorder.source
+    where = f"pushed to agent {source.agent} cannon {source.cannon}"
     while True:
         frame = await pull.recv()
         if len(frame) > MAX_FRAME:
             recorder.recorder.error(
-                "runner message over the size cap", f"{len(frame)} bytes (cap {MAX_FRAME})"
+                "runner message over the size cap",
+                f"{len(frame)} bytes (cap {MAX_FRAME})",
+                f"{where}: {frame[:200]!r}",
             )
             continue
         try:
             events = decode_loads(frame)
         except ProtocolError as e:
-            recorder.recorder.error("unparsable runner message", str(e)[:200])
+            recorder.recorder.error(
+                "unparsable runner message", str(e)[:200], f"{where}: {frame[:200]!r}"
+            )
             continue
         recorder.record_all(events)
 
