@@ -523,7 +523,7 @@ def test_wal_and_schema_version(tmp_path):
     Store.open(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
     db.close()
     Store.open(path).close()  # reopening an existing file
 
@@ -532,11 +532,32 @@ def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "c.db"
     Store.open(path).close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     db.commit()
     db.close()
-    with pytest.raises(StorageError, match=r"c\.db: schema version 2 .* newer cannonade"):
+    with pytest.raises(StorageError, match=r"c\.db: schema version 3 .* newer cannonade"):
         Store.open(path)
+
+
+def test_a_version_1_file_gains_the_queue_in_place(tmp_path):
+    path = tmp_path / "c.db"
+    with Store.open(path) as store:
+        store.create_run(
+            "r1", scenario="s.py", scenario_sha256="", options={}, thresholds=(), created=1.0
+        )
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE queue")
+    db.execute("DROP TABLE bundles")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with Store.open(path) as store:
+        assert [r.id for r in store.list_runs()] == ["r1"]
+        store.put_bundle("b1", filename="s.py", kind="python", data=b"x", created=2.0)
+        assert store.bundle("b1").data == b"x"
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    db.close()
 
 
 def test_not_sqlite_names_the_file(tmp_path):

@@ -26,7 +26,7 @@ from cannonade.agent.cannons import CannonProc, reap, spawn, stop_idle
 from cannonade.agent.merge import SecondMerger
 from cannonade.agent.outbox import DEFAULT_MAX_FRAMES, Outbox
 from cannonade.config import Cycles
-from cannonade.errors import CannonadeError, ProtocolError
+from cannonade.errors import CannonadeError, ProtocolError, ScenarioError
 from cannonade.protocol.control import (
     Ack,
     AgentReport,
@@ -47,6 +47,7 @@ from cannonade.protocol.deltas import decode_delta, encode_delta
 from cannonade.protocol.foreign import TestOutcome
 from cannonade.protocol.loads import encode_test_run
 from cannonade.protocol.options import options_from_wire
+from cannonade.scenarios.archive import is_archive, unpack
 from cannonade.scenarios.bundle import Bundle
 from cannonade.transport.security import Curve
 from cannonade.transport.sockets import Poller, Socket, Transport, handshake_failure
@@ -311,7 +312,10 @@ class Agent:
                 raise ProtocolError(f"impossible partition {first}+{count} of {total}")
             if "/" in bundle.filename or bundle.filename.startswith("."):
                 raise ProtocolError(f"bundle file name {bundle.filename!r} is not a plain name")
-            run.scenario_path.write_bytes(bundle.data)
+            if is_archive(bundle.filename):
+                run.scenario_path = _unpack(bundle, workdir, options.get("entry"))
+            else:
+                run.scenario_path.write_bytes(bundle.data)
             if "exec" in options:  # an executable (--exec), not a Python scenario
                 run.scenario_path.chmod(0o700)
         except CannonadeError as e:
@@ -484,3 +488,15 @@ class Agent:
         self._refill()
         self._set(AgentState.READY)
         self.announce()
+
+
+def _unpack(bundle: Bundle, workdir: Path, entry: object) -> Path:
+    """An archive bundle unpacked into the run's directory; the path of its entry file."""
+    if not isinstance(entry, str) or not entry:
+        raise ProtocolError("an archive bundle needs options.entry, the file to run")
+    root = workdir / "bundle"
+    root.mkdir()
+    files = unpack(bundle.filename, bundle.data, root)
+    if entry not in files:
+        raise ScenarioError(f"the bundle {bundle.filename!r} holds no file {entry!r}")
+    return root / entry

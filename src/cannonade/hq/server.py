@@ -339,14 +339,15 @@ class HQ:
     ) -> RunOutcome:
         store = self.store
         created = self.clock.wall()
-        store.create_run(
-            spec.run_id,
-            scenario=scenario,
-            scenario_sha256=spec.bundle.sha256 if spec.bundle is not None else "",
-            options=options_view,
-            thresholds=thresholds,
-            created=created,
-        )
+        if not store.has_run(spec.run_id):  # a run from the API's queue has its row
+            store.create_run(
+                spec.run_id,
+                scenario=scenario,
+                scenario_sha256=spec.bundle.sha256 if spec.bundle is not None else "",
+                options=options_view,
+                thresholds=thresholds,
+                created=created,
+            )
         store.set_status(spec.run_id, RunStatus.WAITING, at=created)
         run: Controller
         if spec.bundle is None:

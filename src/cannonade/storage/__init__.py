@@ -12,6 +12,7 @@ See ``store.py`` for the threading contract and ``schema.py`` for the tables.
 """
 
 from cannonade.storage.errors import StorageError
+from cannonade.storage.queue import BundleRecord, QueuedRun
 from cannonade.storage.records import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -31,8 +32,10 @@ __all__ = [
     "DEFAULT_PATH",
     "FINAL_STATUSES",
     "AgentRecord",
+    "BundleRecord",
     "EventRecord",
     "Headline",
+    "QueuedRun",
     "RunRow",
     "RunStatus",
     "RunWriter",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cannonade.storage.errors import StorageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 PAGE_SIZE = 8192
 
@@ -178,6 +178,26 @@ CREATE TABLE sources (
     gaps BLOB NOT NULL,         -- little-endian int64 sequence numbers never received
     PRIMARY KEY (run_id, agent, cannon)
 ) STRICT, WITHOUT ROWID;
+
+-- Version 2: what the HTTP API keeps. An uploaded bundle is kept whole (its size is
+-- capped by the API well below the 16 MiB frame it travels in).
+CREATE TABLE bundles (
+    id TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    kind TEXT NOT NULL,         -- python, yaml, exec or archive
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    data BLOB NOT NULL
+) STRICT;
+
+-- Runs waiting for agents, in order. A row leaves when the HQ takes the run; the run's
+-- own row (status queued) was written with it, so a listing shows queued runs.
+CREATE TABLE queue (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL UNIQUE REFERENCES runs (id),
+    request TEXT NOT NULL       -- JSON: the run request as the API accepted it
+) STRICT;
 """
 
 
@@ -263,6 +283,15 @@ def _check_version(conn: sqlite3.Connection, path: Path, tables: set[str]) -> No
             f"database {path}: schema version {version} was written by a newer cannonade "
             f"(this one reads up to {SCHEMA_VERSION}); upgrade cannonade to read it"
         )
+    if version == 1:
+        # Version 2 only added tables: a version 1 file gains them in place.
+        for statement in SCHEMA[SCHEMA.index("-- Version 2") :].split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+        )
+        return
     if version < SCHEMA_VERSION:
         raise StorageError(
             f"database {path}: schema version {version} is older than {SCHEMA_VERSION} "

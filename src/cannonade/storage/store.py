@@ -15,8 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cannonade.model.aggregate import Aggregator
+from cannonade.storage import queue as _queue
 from cannonade.storage.db import Database, Row
 from cannonade.storage.errors import StorageError
+from cannonade.storage.queue import BundleRecord, QueuedRun
 from cannonade.storage.reader import SERIES_TRENDS, headline, load_aggregator
 from cannonade.storage.records import (
     ACTIVE_STATUSES,
@@ -170,19 +172,26 @@ class Store:
                 )
         return [r[0] for r in left]
 
-    def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRow]:
-        """The newest runs first."""
+    def list_runs(
+        self, limit: int = 50, status: str | None = None, offset: int = 0
+    ) -> list[RunRow]:
+        """The newest runs first; ``offset`` skips that many (pagination)."""
         if status is None:
             rows = self._db.rows(
-                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created DESC, id LIMIT ?", (limit,)
+                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY created DESC, id LIMIT ? OFFSET ?",
+                (limit, offset),
             )
         else:
             rows = self._db.rows(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = ?"
-                " ORDER BY created DESC, id LIMIT ?",
-                (run_status(status).value, limit),
+                " ORDER BY created DESC, id LIMIT ? OFFSET ?",
+                (run_status(status).value, limit, offset),
             )
         return [_run_row(r) for r in rows]
+
+    def run_row(self, run_id: str) -> RunRow | None:
+        rows = self._db.rows(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return _run_row(rows[0]) if rows else None
 
     def resolve(self, prefix: str) -> str:
         """The id of the one run whose id is or starts with ``prefix`` (as git does)."""
@@ -314,3 +323,49 @@ class Store:
                 AgentRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], tuple(timeline))
             )
         return tuple(out)
+
+    # -- bundles and the queue (the HTTP API) ----------------------------------------------
+    def put_bundle(
+        self, bundle_id: str, *, filename: str, kind: str, data: bytes, created: float
+    ) -> BundleRecord:
+        return _queue.put_bundle(
+            self._db, bundle_id, filename=filename, kind=kind, data=data, created=created
+        )
+
+    def bundle(self, bundle_id: str, *, with_data: bool = True) -> BundleRecord | None:
+        return _queue.get_bundle(self._db, bundle_id, with_data=with_data)
+
+    def enqueue(
+        self,
+        run_id: str,
+        *,
+        scenario: str,
+        scenario_sha256: str,
+        options: dict[str, object],
+        thresholds: list[str],
+        created: float,
+        request: dict[str, object],
+    ) -> None:
+        """A new run, status ``queued``, at the end of the queue."""
+        _queue.enqueue(
+            self._db,
+            run_id,
+            scenario=scenario,
+            scenario_sha256=scenario_sha256,
+            options=options,
+            thresholds=thresholds,
+            created=created,
+            request=request,
+        )
+
+    def queued(self) -> list[QueuedRun]:
+        return _queue.queued(self._db)
+
+    def take_queued(self, run_id: str) -> bool:
+        return _queue.take(self._db, run_id)
+
+    def delete_run(self, run_id: str) -> bool:
+        return _queue.delete_run(self._db, run_id)
+
+    def has_run(self, run_id: str) -> bool:
+        return bool(self._db.rows("SELECT 1 FROM runs WHERE id = ?", (run_id,)))
