@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cannonade.cli.options import add_run_arguments
+from cannonade.cli.report import write_run_report
 from cannonade.cli.run import EXIT_ERROR, exit_code, prepare, run_prepared
 from cannonade.errors import CannonadeError
 from cannonade.report.text import render_summary
@@ -59,4 +60,6 @@ def demo_command(args: argparse.Namespace) -> int:
         sent = int(summary.totals.requests)
         verdict = "they match" if served == sent else "MISMATCH"
         print(f"requests reported: {sent}; requests the target served: {served} ({verdict})")
+    if not ns.no_report:
+        write_run_report(prepared.cluster.db, outcome.run_id, ns.report, summary)
     return exit_code(summary)

@@ -41,11 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     from cannonade.cli.history import add_history_parsers
     from cannonade.cli.hq import add_hq_parser
     from cannonade.cli.keys import add_keys_parser
+    from cannonade.cli.report import add_report_parser
     from cannonade.cli.turret import add_turret_parsers
 
     add_hq_parser(sub)
     add_agent_parser(sub)
     add_history_parsers(sub)
+    add_report_parser(sub)
     add_keys_parser(sub)
     add_turret_parsers(sub)
 
@@ -82,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cannonade.cli.history import history_command
 
         return history_command(args)
+    if args.command == "report":
+        from cannonade.cli.report import report_command
+
+        return report_command(args)
     if args.command == "keys":
         from cannonade.cli.keys import keys_command
 

@@ -72,6 +72,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="e.g. 'http_req_duration:p(95)<200' (repeatable)",
     )
     out.add_argument("--summary-export", default=None, help="write k6-style summary JSON")
+    report = out.add_mutually_exclusive_group()
+    report.add_argument(
+        "--report", default=None, metavar="FILE", help="HTML report (default: DB-RUN_ID.html)"
+    )
+    report.add_argument("--no-report", action="store_true", help="write no HTML report")
     out.add_argument("-q", "--quiet", action="store_true", help="no live progress")
 
     add_hq_arguments(p, ports_default=None)

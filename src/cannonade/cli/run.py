@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cannonade.cli.cluster import check_port, hq_curve
 from cannonade.cli.options import build_options
+from cannonade.cli.report import write_run_report
 from cannonade.config import Cycles, EngineOptions, model_duration, parse_duration
 from cannonade.errors import CannonadeError, ConfigError
 from cannonade.model.summary import AgentLine, RunInfo, Summary, compute_summary
@@ -220,6 +221,10 @@ def run_command(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"error: --summary-export {args.summary_export}: {e.strerror}", file=sys.stderr)
             return EXIT_ERROR
+    if not args.no_report and not write_run_report(
+        prepared.cluster.db, outcome.run_id, args.report, summary
+    ):
+        return EXIT_ERROR
     if outcome.setup_failed or (outcome.error and not summary.interrupted):
         return EXIT_ERROR
     return exit_code(summary)
