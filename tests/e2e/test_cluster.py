@@ -245,6 +245,8 @@ def test_a_restarted_hq_readopts_its_agents(cluster, target):
     hq2 = cluster.start(
         cannonade(
             "hq",
+            "--api",
+            "127.0.0.1:0",
             "--publisher-port",
             str(cluster.pub),
             "--results-port",
