@@ -31,7 +31,7 @@ ENV PATH=/opt/cannonade/bin:$PATH \
 # A numeric USER, so Kubernetes' runAsNonRoot can verify it (runAsUser: 10001).
 USER 10001:10001
 WORKDIR /data
-# 5000: HQ commands (PUB), 5001: HQ results (PULL), 8081: the HQ's HTTP API (future).
+# 5000: HQ commands (PUB), 5001: HQ results (PULL), 8081: the HQ's HTTP API.
 EXPOSE 5000 5001 8081
 ENTRYPOINT ["cannonade"]
 CMD ["--help"]
