@@ -297,8 +297,9 @@ def render_charts(charts: Sequence[Chart]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Num:
-    """A right-aligned number: ``text`` as shown, ``value`` raw in ``data-value``, so
-    a script or a test reads the report without parsing ``1,234`` or ``12.3ms``."""
+    """A right-aligned number: ``text`` as shown, ``value`` in ``data-value`` (durations
+    in milliseconds), so a script or a test reads the report without parsing ``1,234``
+    or ``12.3ms``."""
 
     text: str
     value: float | None
