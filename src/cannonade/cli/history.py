@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from cannonade.client.connect import add_hq_url_arguments
 from cannonade.errors import CannonadeError
 from cannonade.model.summary import AgentLine, RunInfo, Summary, compute_summary
 from cannonade.model.thresholds import parse_threshold
@@ -26,8 +27,9 @@ RUNS_HEADER = ("ID", "STATUS", "VERDICT", "SCENARIO", "STARTED", "DURATION", "RE
 
 
 def add_history_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    runs = sub.add_parser("runs", help="list the runs stored in a database")
+    runs = sub.add_parser("runs", help="list the runs stored in a database, or on an HQ")
     _add_db(runs)
+    add_hq_url_arguments(runs, required=False)
     runs.add_argument("--limit", type=_positive, default=20, metavar="N", help="newest N runs")
     runs.add_argument(
         "--status", choices=[s.value for s in RunStatus], default=None, help="only these"
@@ -51,6 +53,10 @@ def _positive(text: str) -> int:
 
 
 def history_command(args: argparse.Namespace) -> int:
+    if args.command == "runs" and args.hq is not None:
+        from cannonade.cli.submit import remote_runs_command
+
+        return remote_runs_command(args)
     path = Path(args.db)
     if not path.exists():
         print(
@@ -77,12 +83,17 @@ def _runs(store: Store, limit: int, status: str | None) -> int:
         which = f"{status} runs" if status else "runs"
         print(f"no {which} stored in {store.path}")
         return EXIT_OK
-    table = [RUNS_HEADER, *(_run_cells(store, run) for run in runs)]
+    print_runs([_run_cells(store, run) for run in runs])
+    return EXIT_OK
+
+
+def print_runs(rows: list[tuple[str, ...]]) -> None:
+    """The runs table under RUNS_HEADER (``cannonade runs`` with --db or --hq)."""
+    table = [RUNS_HEADER, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(RUNS_HEADER))]
     for row in table:
         # Plain, space-aligned columns: greppable, and the same on a terminal or a pipe.
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return EXIT_OK
 
 
 def _run_cells(store: Store, run: RunRow) -> tuple[str, ...]:

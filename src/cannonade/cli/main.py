@@ -42,12 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     from cannonade.cli.hq import add_hq_parser
     from cannonade.cli.keys import add_keys_parser
     from cannonade.cli.report import add_report_parser
+    from cannonade.cli.submit import add_submit_parser
     from cannonade.cli.turret import add_turret_parsers
 
     add_hq_parser(sub)
     add_agent_parser(sub)
     add_history_parsers(sub)
     add_report_parser(sub)
+    add_submit_parser(sub)
     add_keys_parser(sub)
     add_turret_parsers(sub)
 
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cannonade.cli.history import history_command
 
         return history_command(args)
+    if args.command == "submit":
+        from cannonade.cli.submit import submit_command
+
+        return submit_command(args)
     if args.command == "report":
         from cannonade.cli.report import report_command
 
