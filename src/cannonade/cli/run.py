@@ -104,8 +104,11 @@ def build_cluster(a: argparse.Namespace) -> Cluster:
     )
 
 
-def prepare(args: argparse.Namespace) -> Prepared:
-    """Everything that can be wrong with the input is found here, before any load."""
+def prepare(
+    args: argparse.Namespace, load: Callable[[str], LoadedScenario] = load_path
+) -> Prepared:
+    """Everything that can be wrong with the input is found here, before any load.
+    ``load`` imports a Python scenario (the HTTP API does it in a child process)."""
     options = build_options(args)
     cluster = build_cluster(args)
     if args.test_runner is not None:
@@ -126,7 +129,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         return Prepared(None, options, thresholds, None, cluster, exprs)
     if _is_legacy_target(args.scenario):
         return _prepare_legacy(args, options, cluster)
-    scenario = load_path(args.scenario)
+    scenario = load(args.scenario)
     bundle = Bundle.from_path(args.scenario)
     exprs = (*args.threshold, *scenario.thresholds)
     return Prepared(
@@ -258,7 +261,7 @@ def describe_options(options: EngineOptions) -> dict[str, object]:
     return out
 
 
-def _wire_options(prepared: Prepared) -> dict[str, Any]:
+def wire_options(prepared: Prepared) -> dict[str, Any]:
     from cannonade.protocol.options import options_to_wire
 
     wire = options_to_wire(prepared.options)
@@ -271,7 +274,7 @@ def _wire_options(prepared: Prepared) -> dict[str, Any]:
     return wire
 
 
-def _options_view(prepared: Prepared) -> dict[str, object]:
+def options_view(prepared: Prepared) -> dict[str, object]:
     if prepared.runner is not None:
         view = describe_options(prepared.options)
         view["test_runner"] = prepared.runner
@@ -280,14 +283,14 @@ def _options_view(prepared: Prepared) -> dict[str, object]:
         return describe_options(prepared.options)
     if prepared.exec_args is not None:
         view = describe_options(prepared.options)
-        view["exec"] = [_scenario_name(prepared), *prepared.exec_args]
+        view["exec"] = [scenario_name(prepared), *prepared.exec_args]
         return view
     if prepared.scenario is None:  # turrets run their own load model
         return {"model": "OCT turrets", "duration": model_duration(prepared.options.model)}
     return describe_options(prepared.options)
 
 
-def _scenario_name(prepared: Prepared) -> str:
+def scenario_name(prepared: Prepared) -> str:
     if prepared.scenario is not None:
         return prepared.scenario.path
     if prepared.legacy is not None:
@@ -321,7 +324,7 @@ def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
     spec = RunSpec(
         run_id=new_run_id(),
         bundle=prepared.bundle,
-        options=_wire_options(prepared),
+        options=wire_options(prepared),
         min_agents=c.min_agents,
         wait_agents=c.wait_agents,
         bound=model_bound(model_duration(opts.model), opts.max_duration),
@@ -351,8 +354,8 @@ def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
             started=outcome.started,
             ended=outcome.ended,
             interrupted=outcome.status == "interrupted" or interrupts.level > 0,
-            options=_options_view(prepared),
-            scenario=_scenario_name(prepared),
+            options=options_view(prepared),
+            scenario=scenario_name(prepared),
             run_id=outcome.run_id,
             agents=tuple(
                 AgentLine(
@@ -405,9 +408,9 @@ def _execute(
     with live:
         return hq.execute(
             spec,
-            scenario=_scenario_name(prepared),
+            scenario=scenario_name(prepared),
             thresholds=prepared.expressions,
-            options_view=_options_view(prepared),
+            options_view=options_view(prepared),
             interrupts=interrupts,
             progress=progress,
         )
