@@ -54,7 +54,7 @@ from cannonade.report.html_charts import (
     table,
 )
 
-# The text summary's own cells and lines, private there but reused on purpose: the
+# The text summary's own cells and lines, reused on purpose: the
 # report must print exactly what `cannonade show` prints.
 from cannonade.report.text import (
     BYTE_METRICS,
@@ -62,9 +62,6 @@ from cannonade.report.text import (
     MISSING,
     PASS,
     REQUEST_HEADERS,
-    _measured,
-    _request_cells,
-    _warnings,
     format_bytes,
     format_count,
     format_duration,
@@ -72,7 +69,10 @@ from cannonade.report.text import (
     format_percent,
     format_rate,
     innermost_frame,
+    measured_text,
+    request_cells,
     verdict_line,
+    warning_lines,
 )
 from cannonade.storage.records import ACTIVE_STATUSES, AgentRecord, RunStatus, StoredRun
 
@@ -139,7 +139,7 @@ def _thresholds(summary: Summary) -> str:
     if not summary.thresholds:
         return muted("No thresholds were set.")
     rows = [
-        (mark(r.passed), r.threshold.selector, r.threshold.condition, _measured(r))
+        (mark(r.passed), r.threshold.selector, r.threshold.condition, measured_text(r))
         for r in summary.thresholds
     ]
     return table(("", "metric", "condition", "measured"), rows, "thresholds")
@@ -189,7 +189,7 @@ def _requests(summary: Summary) -> str:
         return muted("No requests were recorded.")
     rows: list[list[Cell]] = []
     for r in summary.requests:
-        name, method, count, fail, rps, *durations = _request_cells(r)
+        name, method, count, fail, rps, *durations = request_cells(r)
         seconds = (r.avg, r.min, r.p50, r.p90, r.p95, r.p99, r.max)
         stats = (Num(text, ms(s)) for text, s in zip(durations, seconds, strict=True))
         rows.append(
@@ -316,7 +316,7 @@ def _sample(sample: str) -> Cell:
 
 def _errors(stored: StoredRun, summary: Summary) -> str:
     parts = []
-    warnings = [line.strip() for line in _warnings(summary) if line.strip()]
+    warnings = [line.strip() for line in warning_lines(summary) if line.strip()]
     if warnings:
         items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
         parts.append(f'<ul class="warnings">{items}</ul>')

@@ -130,7 +130,7 @@ def format_count(n: int) -> str:
 # -- sections ------------------------------------------------------------------------------
 
 
-def _measured(result: ThresholdResult) -> str:
+def measured_text(result: ThresholdResult) -> str:
     """``p(95)=12.31ms``, ``rate=0.50%``, or the reason nothing was measured."""
     t = result.threshold
     if result.value is None:
@@ -155,7 +155,7 @@ def _thresholds_section(summary: Summary) -> list[str]:
         lines.append(f"    {selector}")
         for r in results:
             mark = PASS if r.passed else FAIL
-            lines.append(f"    {mark} '{r.threshold.condition}' {_measured(r)}")
+            lines.append(f"    {mark} '{r.threshold.condition}' {measured_text(r)}")
         lines.append("")
     return lines
 
@@ -261,7 +261,7 @@ REQUEST_HEADERS = (
 )
 
 
-def _request_cells(r: RequestRow) -> list[str]:
+def request_cells(r: RequestRow) -> list[str]:
     return [
         r.name or "(unnamed)",
         r.method,
@@ -273,7 +273,7 @@ def _request_cells(r: RequestRow) -> list[str]:
 
 
 def _requests_section(summary: Summary, width: int) -> list[str]:
-    rows = [list(REQUEST_HEADERS)] + [_request_cells(r) for r in summary.requests]
+    rows = [list(REQUEST_HEADERS)] + [request_cells(r) for r in summary.requests]
     widths = [max(len(row[i]) for row in rows) for i in range(len(REQUEST_HEADERS))]
     # Numbers are never cut; a long request name is, down to a readable minimum.
     rest = sum(widths[1:]) + 2 * (len(widths) - 1) + 4
@@ -327,7 +327,7 @@ def _transport_section(summary: Summary) -> list[str]:
     return lines
 
 
-def _warnings(summary: Summary) -> list[str]:
+def warning_lines(summary: Summary) -> list[str]:
     lines: list[str] = []
     started = summary.info.started
     for a in summary.info.agents:
@@ -397,7 +397,7 @@ def verdict_line(summary: Summary) -> str:
     elif failed:
         lines.append(f"  {FAIL} FAILED: {len(failed)} of {n} thresholds failed")
         lines += [
-            f"    {FAIL} {r.threshold.selector} '{r.threshold.condition}' {_measured(r)}"
+            f"    {FAIL} {r.threshold.selector} '{r.threshold.condition}' {measured_text(r)}"
             for r in failed
         ]
     else:
@@ -424,6 +424,6 @@ def render_summary(summary: Summary, *, width: int = DEFAULT_WIDTH) -> str:
         lines += _errors_section(summary, width)
     if summary.transport_errors:
         lines += _transport_section(summary)
-    lines += _warnings(summary)
+    lines += warning_lines(summary)
     lines.append(verdict_line(summary))
     return "\n".join(lines) + "\n"
