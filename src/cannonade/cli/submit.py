@@ -215,7 +215,9 @@ def _ask_stop(client: HQClient, run_id: str) -> None:
     from cannonade.client.http import ApiError
 
     print(
-        f"\nstopping run {run_id} (Ctrl-C again to leave it running)", file=sys.stderr, flush=True
+        f"\nstopping run {run_id} (Ctrl-C again to stop waiting for it)",
+        file=sys.stderr,
+        flush=True,
     )
     try:
         client.stop_run(run_id)
