@@ -70,7 +70,8 @@ class TokenGate:
         self.expected = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.expected is None:
+        # A WebSocket handshake is a request too: gated like the rest.
+        if scope["type"] not in ("http", "websocket") or self.expected is None:
             await self.app(scope, receive, send)
             return
         authorization = ""
@@ -80,6 +81,10 @@ class TokenGate:
                 break
         if token_matches(self.expected, authorization):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            # Closed before it is accepted: the server answers the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008})
             return
         body = b'{"detail":"a valid token is needed (Authorization: Bearer TOKEN)"}'
         await send(
