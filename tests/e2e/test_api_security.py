@@ -231,6 +231,20 @@ def test_the_token_in_the_query_string_is_not_accepted(locked):
             assert r.status_code == 401, name
 
 
+def test_a_websocket_handshake_without_the_token_is_refused(locked):
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+    with locked.client(token=None) as c:
+        for path in ("/healthz", "/api/v1/runs", "/live"):
+            r = c.get(path, headers=upgrade)
+            assert r.status_code == 403, (path, r.status_code)
+    assert "Traceback" not in locked.stderr()
+
+
 def test_an_oversized_upload_without_the_token_gets_401_not_413(start_hq):
     # The token gate is outside the body limit: a stranger cannot make the HQ read a body.
     hq = start_hq("--max-upload", "1KiB")
