@@ -93,7 +93,7 @@ def test_stage_interpolation():
 def _ns(*argv):
     import argparse
 
-    from cannonade.cli.options import add_run_arguments
+    from cannonade.launch.options import add_run_arguments
 
     p = argparse.ArgumentParser()
     add_run_arguments(p)
@@ -114,15 +114,15 @@ def _ns(*argv):
     ],
 )
 def test_options_a_model_would_ignore_are_refused(argv, named):
-    from cannonade.cli.options import build_model
+    from cannonade.launch.options import build_model
 
     with pytest.raises(ConfigError, match=named):
         build_model(_ns(*argv))
 
 
 def test_model_choice():
-    from cannonade.cli.options import build_model
     from cannonade.config import Cycles, RampingVus, SharedIterations
+    from cannonade.launch.options import build_model
 
     assert build_model(_ns("-u", "2:3", "--hits", "2")) == Cycles((2, 3), None, 2, 0.0)
     assert build_model(_ns("-u", "5", "-d", "1m", "--rampup", "10")) == Cycles((5,), 60, None, 10)

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from cannonade.cli.history import add_history_parsers, history_command, stored_summary
+from cannonade.cli.history import add_history_parsers, history_command
 from cannonade.cli.main import main
 from cannonade.cli.report import default_report_path, write_run_report
 from cannonade.model.aggregate import Aggregator
@@ -29,6 +29,7 @@ from cannonade.model.metrics import (
 from cannonade.model.recorder import Recorder
 from cannonade.report.html import outcome, render_html
 from cannonade.report.html_charts import MAX_POINTS
+from cannonade.report.stored import stored_summary
 from cannonade.storage import Store
 
 T0 = 1_700_000_000

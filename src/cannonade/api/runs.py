@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from cannonade.api.context import Api
-from cannonade.cli.history import stored_summary
-from cannonade.cli.run import new_run_id, options_view, scenario_name
 from cannonade.errors import CannonadeError
+from cannonade.launch.plan import new_run_id, options_view, scenario_name
 from cannonade.report.export import summary_export
 from cannonade.report.series import series_csv
+from cannonade.report.stored import stored_summary
 from cannonade.service.plan import RunRequest
 from cannonade.service.worker import prepare_bundle
 from cannonade.storage import (

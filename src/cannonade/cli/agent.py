@@ -8,8 +8,8 @@ import signal
 import sys
 import threading
 
-from cannonade.cli.cluster import add_port_arguments, agent_curve, check_port
 from cannonade.errors import CannonadeError, ConfigError
+from cannonade.launch.cluster import add_port_arguments, agent_curve, check_port
 from cannonade.transport.sockets import Transport
 
 

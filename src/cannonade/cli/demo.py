@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from cannonade.cli.options import add_run_arguments
 from cannonade.cli.report import write_run_report
-from cannonade.cli.run import EXIT_ERROR, exit_code, prepare, run_prepared
+from cannonade.cli.run import EXIT_ERROR, exit_code, run_prepared
 from cannonade.errors import CannonadeError
+from cannonade.launch.options import add_run_arguments
+from cannonade.launch.plan import prepare
 from cannonade.report.text import render_summary
 from cannonade.target.process import start_target
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cannonade.cli.cluster import add_hq_arguments, check_port, hq_curve
 from cannonade.errors import CannonadeError, ConfigError
+from cannonade.launch.cluster import add_hq_arguments, check_port, hq_curve
 
 if TYPE_CHECKING:
     import uvicorn

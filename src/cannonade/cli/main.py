@@ -16,7 +16,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    from cannonade.cli.options import add_run_arguments
+    from cannonade.launch.options import add_run_arguments
 
     p = argparse.ArgumentParser(
         prog="cannonade", description="Distributed load testing with honest numbers."

@@ -12,10 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from cannonade.cli.history import EXIT_ERROR, EXIT_OK, stored_summary
+from cannonade.cli.history import EXIT_ERROR, EXIT_OK
 from cannonade.errors import CannonadeError
 from cannonade.model.summary import Summary
 from cannonade.report.html import write_html_report
+from cannonade.report.stored import stored_summary
 from cannonade.storage import DEFAULT_PATH, Store
 
 

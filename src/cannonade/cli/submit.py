@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cannonade.cli.options import add_run_arguments
 from cannonade.client.connect import add_hq_url_arguments, hq_address
 from cannonade.errors import CannonadeError, ConfigError
+from cannonade.launch.options import add_run_arguments
 
 if TYPE_CHECKING:
     from cannonade.client.http import HQClient, RemoteRun

@@ -53,6 +53,7 @@ from cannonade.report.html_charts import (
     render_charts,
     table,
 )
+from cannonade.report.stored import stored_summary
 
 # The text summary's own cells and lines, reused on purpose: the
 # report must print exactly what `cannonade show` prints.
@@ -410,9 +411,6 @@ def render_html(stored: StoredRun, summary: Summary) -> str:
 def render_stored_report(store: Store, run_id: str) -> str:
     """The report of the stored run ``run_id``, its summary rebuilt as ``cannonade show``
     rebuilds it (for callers that hold a store: the HTTP API)."""
-    # stored_summary lives in cli/ for now; importing it here, late, keeps this module
-    # importable without the CLI until it moves down a layer.
-    from cannonade.cli.history import stored_summary
 
     stored = store.load(run_id)
     return render_html(stored, stored_summary(stored))

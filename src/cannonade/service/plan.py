@@ -1,6 +1,6 @@
 """A run request from the HTTP API, checked exactly as ``cannonade run`` checks its
 command line: the request becomes that command line and goes through the same parser
-and :func:`cannonade.cli.run.prepare`, so every option means the same in both places
+and :func:`cannonade.launch.plan.prepare`, so every option means the same in both places
 and is refused with the same message.
 
 The one difference: the HQ never imports an uploaded scenario into itself. A Python
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cannonade.cli.options import add_run_arguments
-from cannonade.cli.run import Prepared, prepare
 from cannonade.errors import ConfigError, ScenarioError
+from cannonade.launch.options import add_run_arguments
+from cannonade.launch.plan import Prepared, prepare
 from cannonade.scenarios.loader import LoadedScenario
 
 INSPECT_TIMEOUT = 30.0

@@ -12,14 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from cannonade.cli.history import stored_summary
-from cannonade.cli.run import Prepared, options_view, scenario_name, wire_options
 from cannonade.config import model_duration
 from cannonade.errors import CannonadeError
 from cannonade.hq.run import Controller, RunSpec
 from cannonade.hq.server import HQ, Interrupts, model_bound
+from cannonade.launch.plan import Prepared, options_view, scenario_name, wire_options
 from cannonade.model.aggregate import Aggregator
 from cannonade.report.live import snapshot_from
+from cannonade.report.stored import stored_summary
 from cannonade.scenarios.archive import default_entry, is_archive, members, unpack
 from cannonade.scenarios.bundle import Bundle
 from cannonade.service.board import AgentView, Board, LiveView

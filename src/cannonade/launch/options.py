@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import urllib.parse
 
-from cannonade.cli.cluster import add_hq_arguments
 from cannonade.config import (
     MAX_USERS,
     ArrivalRate,
@@ -21,6 +20,7 @@ from cannonade.config import (
     parse_users,
 )
 from cannonade.errors import ConfigError
+from cannonade.launch.cluster import add_hq_arguments
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
