@@ -41,3 +41,7 @@ class ProtocolError(CannonadeError):
 
 class TargetError(CannonadeError):
     """The embedded target failed to start."""
+
+
+class PluginError(CannonadeError):
+    """A plugin cannot be installed, found or loaded; the message names the plugin."""
