@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     from cannonade.cli.history import add_history_parsers
     from cannonade.cli.hq import add_hq_parser
     from cannonade.cli.keys import add_keys_parser
+    from cannonade.cli.plugin import add_plugin_parser
     from cannonade.cli.report import add_report_parser
     from cannonade.cli.submit import add_submit_parser
     from cannonade.cli.turret import add_turret_parsers
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     add_submit_parser(sub)
     add_keys_parser(sub)
     add_turret_parsers(sub)
+    add_plugin_parser(sub)
 
     target = sub.add_parser("target", help="serve the embedded HTTP test target")
     target.add_argument("--port", type=int, default=8080, help="0 picks a free port")
@@ -106,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cannonade.cli.turret import pack_command
 
         return pack_command(args)
+    if args.command == "plugin":
+        from cannonade.cli.plugin import plugin_command
+
+        return plugin_command(args)
     if args.command == "target":
         from cannonade.target.server import main as target_main
 
