@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh test
+# The protocol plugins in plugins/: installed so cannonade finds their entry points and
+# the root pytest run (testpaths) can import them.
+.venv/bin/python -m pip install -q -e plugins/cannonade-redis
 echo "== ruff"
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
@@ -15,6 +18,8 @@ echo "== node (examples/runners/node-loads)"
 missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# plugins/cannonade-redis tests run a real redis-server (apt, in the same update).
+command -v redis-server >/dev/null || missing+=(redis-server)
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     echo "need root to run: $*" >&2; return 1; fi
@@ -24,6 +29,8 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } ||
     echo "warning: could not install ${missing[*]}" >&2
 fi
+command -v redis-server >/dev/null ||
+  echo "warning: redis-server not found: the redis plugin's server tests will be skipped" >&2
 node_loads=examples/runners/node-loads
 if command -v node >/dev/null && command -v npm >/dev/null; then
   lock=$(sha256sum "$node_loads/package-lock.json" | cut -d' ' -f1)
