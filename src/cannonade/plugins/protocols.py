@@ -62,6 +62,19 @@ class ProtocolHandler(Protocol):
 ProtocolFactory = Callable[[dict[str, Any]], ProtocolHandler]
 
 
+class Loadable(Protocol):
+    """What the host needs of an entry point: an adapter for another registry fits too."""
+
+    @property
+    def value(self) -> str:
+        """Where the factory is, for messages (``package.module:create``)."""
+        ...
+
+    def load(self) -> Any:
+        """Import and return the factory."""
+        ...
+
+
 @dataclass(slots=True)
 class ProtocolResponse:
     """A handler's response, checked. ``duration`` is the host's wall time in seconds;
@@ -190,10 +203,10 @@ class ProtocolHost:
         self,
         recorder: Recorder,
         configs: Mapping[str, Mapping[str, Any]] | None = None,
-        installed: Mapping[str, EntryPoint] | None = None,
+        installed: Mapping[str, Loadable] | None = None,
     ) -> None:
         self.recorder = recorder
-        self.installed: dict[str, EntryPoint] = discover() if installed is None else dict(installed)
+        self.installed: dict[str, Loadable] = dict(discover() if installed is None else installed)
         self._configs = {k.lower(): dict(v) for k, v in (configs or {}).items()}
         self._plugins: dict[str, _Plugin] = {}
         self._broken: dict[str, PluginError] = {}  # a factory that failed is not retried
