@@ -168,6 +168,17 @@ class ArrivalRate:
 LoadModel = Cycles | RampingVus | SharedIterations | ArrivalRate
 
 
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One of several scenarios that run side by side, each with its own load model (a
+    YAML plan's ``scenarios``): it runs the scenario function called ``name``."""
+
+    name: str
+    model: LoadModel
+    start_time: float = 0.0
+    graceful_stop: float = 30.0
+
+
 def model_duration(model: LoadModel) -> float | None:
     """Planned duration in seconds, or None when the model is bounded by a count."""
     if isinstance(model, Cycles):
@@ -179,6 +190,19 @@ def model_duration(model: LoadModel) -> float | None:
     if isinstance(model, ArrivalRate):
         return sum(s.duration for s in model.stages) if model.stages else model.duration
     return None
+
+
+def options_duration(options: EngineOptions) -> float | None:
+    """Planned duration of a run's load: of its model, or of its longest lane."""
+    if not options.lanes:
+        return model_duration(options.model)
+    ends = []
+    for lane in options.lanes:
+        d = model_duration(lane.model)
+        if d is None:
+            return None
+        ends.append(lane.start_time + d)
+    return max(ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,3 +222,4 @@ class EngineOptions:
     graceful_stop: float = 30.0
     max_duration: float = 600.0  # bounds count-driven models (hits, iterations)
     seed: int | None = None
+    lanes: tuple[Lane, ...] = ()  # several scenarios at once; then ``model`` is unused

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cannonade.cli.report import write_run_report
-from cannonade.config import model_duration
+from cannonade.config import options_duration
 from cannonade.errors import CannonadeError
 from cannonade.launch.plan import (
     Prepared,
@@ -112,7 +112,7 @@ def run_prepared(prepared: Prepared, *, quiet: bool) -> Outcome:
         options=wire_options(prepared),
         min_agents=c.min_agents,
         wait_agents=c.wait_agents,
-        bound=model_bound(model_duration(opts.model), opts.max_duration),
+        bound=model_bound(options_duration(opts), opts.max_duration),
         graceful_stop=opts.graceful_stop,
     )
     if c.min_agents > c.local_agents:
@@ -180,7 +180,7 @@ def _execute(
 ) -> RunOutcome:
     from cannonade.report.live import LiveProgress, snapshot_from
 
-    total = model_duration(prepared.options.model)
+    total = options_duration(prepared.options)
     live = LiveProgress(enabled=LiveProgress.should_enable(quiet, sys.stdout), total=total)
 
     def progress(aggregator: Aggregator, run: Controller) -> None:

@@ -8,6 +8,7 @@ for a cannon under an agent).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import time
@@ -19,6 +20,8 @@ from cannonade.config import (
     ArrivalRate,
     Cycles,
     EngineOptions,
+    Lane,
+    LoadModel,
     Partition,
     RampingVus,
     SharedIterations,
@@ -73,18 +76,41 @@ class Engine:
             random.Random(seed + self.partition.index),
             setup_data,
         )
+        # A plan's scenarios run side by side, each on a runtime of its own (its VUs,
+        # model and stop state) sharing the recorder; the first runtime runs the hooks.
+        self.lanes: list[tuple[Lane, Runtime]] = []
+        by_name = {s.name: s for s in scenario.scenarios}
+        for i, lane in enumerate(options.lanes):
+            lane_scenario = dataclasses.replace(
+                scenario, scenarios=(by_name[lane.name],), setup=None, teardown=None
+            )
+            lane_options = dataclasses.replace(
+                options, model=lane.model, graceful_stop=lane.graceful_stop, lanes=()
+            )
+            rng = random.Random(seed + self.partition.index + 7919 * (i + 1))
+            rt = Runtime(
+                lane_scenario, lane_options, self.partition, self.recorder, rng, setup_data
+            )
+            self.lanes.append((lane, rt))
+        self.runtimes = [self.runtime, *(rt for _, rt in self.lanes)]
         self._flushed_second, self._flushed_peak = -1, 0
         # The setup hook runs once per run: in the first partition unless told otherwise.
         self._run_setup = self.partition.index == 0 if run_setup is None else run_setup
 
     def stop(self) -> None:
         """Graceful stop (first Ctrl-C): no new iterations, running ones may finish."""
-        self.runtime.stop()
+        for rt in self.runtimes:
+            rt.stop()
 
     def kill(self) -> None:
         """Hard stop (second Ctrl-C): cancel running iterations, skip teardown hooks.
         What was measured is still flushed."""
-        self.runtime.kill()
+        for rt in self.runtimes:
+            rt.kill()
+
+    async def _close_all(self) -> None:
+        for rt in self.runtimes:
+            await rt.close_all()
 
     async def run(self, start_at: float | None = None) -> EngineResult:
         """Run the whole model. ``start_at`` (epoch seconds) aligns several engines."""
@@ -100,7 +126,7 @@ class Engine:
                 await self._phase(self._teardown())
         finally:
             try:
-                await rt.close_all()
+                await self._close_all()
             finally:
                 # Whatever happened above, what was measured goes out.
                 self.final_flush()
@@ -117,14 +143,15 @@ class Engine:
     async def model_phase(self, start_at: float | None, setup_data: Any) -> EngineResult:
         """Run this partition's share of the model, with another cannon's setup data."""
         rt = self.runtime
-        rt.setup_data = setup_data
+        for each in self.runtimes:
+            each.setup_data = setup_data
         await _sleep_until(start_at)
         started = time.time()
         try:
             if not rt.stopping:
                 await self._phase(self._run_model(), hook=False)
         finally:
-            await rt.close_all()
+            await self._close_all()
             self._flush(math.floor(time.time()))
         return EngineResult(started, time.time(), rt.stopping, rt.setup_data, rt.setup_failed)
 
@@ -176,16 +203,20 @@ class Engine:
             await vu.http.close()
 
     async def _run_model(self) -> None:
-        model = self.options.model
-        rt = self.runtime
-        if isinstance(model, Cycles):
-            await executors.run_cycles(rt, model)
-        elif isinstance(model, RampingVus):
-            await executors.run_ramping_vus(rt, model)
-        elif isinstance(model, SharedIterations):
-            await executors.run_shared_iterations(rt, model)
-        elif isinstance(model, ArrivalRate):
-            await executors.run_arrival_rate(rt, model)
+        if self.lanes:
+            await asyncio.gather(*(self._run_lane(lane, rt) for lane, rt in self.lanes))
+        else:
+            await _run_executor(self.runtime, self.options.model)
+
+    async def _run_lane(self, lane: Lane, rt: Runtime) -> None:
+        if lane.start_time > 0:
+            try:  # a stop during the wait means the lane never starts
+                await asyncio.wait_for(rt.stop_event.wait(), lane.start_time)
+                return
+            except TimeoutError:
+                pass
+        if not rt.stopping:
+            await _run_executor(rt, lane.model)
 
     async def _tick(self) -> None:
         # Flush on wall-clock second boundaries so every engine's delta for second S
@@ -200,14 +231,27 @@ class Engine:
             boundary = max(boundary + 1, math.floor(time.time()))
 
     def _flush(self, second: int, final: bool = False) -> None:
-        rt = self.runtime
-        rt.move_counts()
-        peak = rt.take_peak()
+        peak = allocated = 0
+        for rt in self.runtimes:
+            rt.move_counts()
+            peak += rt.take_peak()
+            allocated += rt.allocated
         # A receiver keeps a source's last gauge value per second, so a second flushed
         # twice (a phase's end, then the final flush) must repeat the second's peak.
         if second == self._flushed_second:
             peak = max(peak, self._flushed_peak)
         self._flushed_second, self._flushed_peak = second, peak
         self.recorder.gauge(Key(VUS), float(peak))
-        self.recorder.gauge(Key(VUS_MAX), float(rt.allocated))
+        self.recorder.gauge(Key(VUS_MAX), float(allocated))
         self.sink(self.recorder.flush(second, final=final))
+
+
+async def _run_executor(rt: Runtime, model: LoadModel) -> None:
+    if isinstance(model, Cycles):
+        await executors.run_cycles(rt, model)
+    elif isinstance(model, RampingVus):
+        await executors.run_ramping_vus(rt, model)
+    elif isinstance(model, SharedIterations):
+        await executors.run_shared_iterations(rt, model)
+    elif isinstance(model, ArrivalRate):
+        await executors.run_arrival_rate(rt, model)

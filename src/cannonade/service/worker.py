@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cannonade.config import model_duration
+from cannonade.config import options_duration
 from cannonade.errors import CannonadeError
 from cannonade.hq.run import Controller, RunSpec
 from cannonade.hq.server import HQ, Interrupts, model_bound
@@ -94,7 +94,7 @@ class QueueRunner:
             options=wire,
             min_agents=req.min_agents,
             wait_agents=WAIT_AGENTS,
-            bound=model_bound(model_duration(opts.model), opts.max_duration),
+            bound=model_bound(options_duration(opts), opts.max_duration),
             graceful_stop=opts.graceful_stop,
         )
         return prepared, spec
@@ -107,7 +107,7 @@ class QueueRunner:
 
     def _execute(self, prepared: Prepared, spec: RunSpec, interrupts: Interrupts) -> None:
         mine = Interrupts()
-        total = model_duration(prepared.options.model)
+        total = options_duration(prepared.options)
         board = self.board
 
         def progress(aggregator: Aggregator, run: Controller) -> None:
