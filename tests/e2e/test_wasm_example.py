@@ -1,0 +1,81 @@
+"""examples/plugins/uppercase-extractor, built for real with componentize-py and run by
+cannonade.plugins.wasm: a Python guest (CPython inside the component) importing WASI.
+
+The build (~15 s) and wasmtime's compile of the ~18 MB component (~10 s) happen once per
+session, in a temporary directory; the tests share that plugin.
+"""
+
+import importlib.util
+import runpy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cannonade.errors import PluginError
+from cannonade.plugins.wasm import WasmPlugin
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        importlib.util.find_spec("componentize_py") is None,
+        reason="componentize-py (the `test` extra) is not installed",
+    ),
+]
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plugins" / "uppercase-extractor"
+CONFIG = '{"left": "token=", "right": ";"}'
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uppercase") / "uppercase_extractor.wasm"
+    build = runpy.run_path(str(EXAMPLE / "build.py"))["build"]
+    build(out)
+    cache = out.parent / "cache"
+    plugin = WasmPlugin.load(out, cache_dir=cache)
+    return out, cache, plugin
+
+
+@pytest.mark.timeout(600)
+def test_the_example_extracts_and_uppercases(built):
+    _, _, plugin = built
+    assert plugin.info.name == "uppercase-extractor"
+    assert plugin.info.kind == "extractor"
+    assert plugin.extract(b"token=abc;", [], CONFIG) == "ABC"
+    assert plugin.extract(b"HTTP says token=xyz-1; rest", [("a", "b")], CONFIG) == "XYZ-1"
+
+
+@pytest.mark.timeout(600)
+def test_the_example_misses(built):
+    _, _, plugin = built
+    assert plugin.extract(b"no token here", [], CONFIG) is None
+    assert plugin.extract(b"token=abc but no end", [], CONFIG) is None
+    assert plugin.extract(b"token=abc;", [], "not json") is None
+    with pytest.raises(PluginError, match="it has no check"):
+        plugin.check(200, b"", [], 1.0, CONFIG)
+
+
+@pytest.mark.timeout(600)
+def test_the_example_takes_a_large_body(built):
+    _, _, plugin = built
+    body = b"x" * (64 * 1024) + b"token=deep;"
+    assert plugin.extract(body, [], CONFIG) == "DEEP"
+
+
+@pytest.mark.timeout(600)
+def test_the_example_loads_from_the_cache_the_second_time(built):
+    out, cache, first = built
+    assert not first.from_cache
+    again = WasmPlugin.load(out, cache_dir=cache)
+    assert again.from_cache
+    assert again.sha256 == first.sha256
+    assert again.extract(b"token=abc;", [], CONFIG) == "ABC"
+
+
+def test_the_manifest_matches_the_plugin():
+    manifest = tomllib.loads((EXAMPLE / "plugin.toml").read_text())["plugin"]
+    assert manifest["name"] == "uppercase-extractor"
+    assert manifest["kind"] == "extractor"
+    assert manifest["type"] == "wasm"
+    assert manifest["entry"] == "uppercase_extractor.wasm"
