@@ -325,7 +325,8 @@ def test_a_handler_is_created_once_per_host_and_closed(
     assert CREATED[0].closed == 1
     assert installed["fake"].loads == 1
 
-    ProtocolHost(Recorder()).plugin("fake")  # another cannon: its own handler
+    other = ProtocolHost(Recorder())  # another cannon: its own handler
+    assert other.plugin("fake") is other.plugin("FAKE")
     assert len(CREATED) == 2
 
 

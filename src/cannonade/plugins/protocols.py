@@ -218,6 +218,7 @@ class ProtocolHost:
 
     def plugin(self, name: str) -> _Plugin:
         """The started plugin for a scheme; its factory runs here, once per host."""
+        name = name.lower()  # as route() returns it; call()'s fast path skips this
         plugin = self._plugins.get(name)
         if plugin is not None:
             return plugin
