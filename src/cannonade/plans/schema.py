@@ -54,7 +54,9 @@ EXTRACTOR: Schema = {
             {"name": TEXT, "expression": TEXT, "attribute": TEXT, **_DEFAULT},
             ("name", "expression"),
         ),
-        _typed("plugin", {"name": TEXT, "plugin": TEXT, "config": {}, **_DEFAULT}, ("name", "plugin")),
+        _typed(
+            "plugin", {"name": TEXT, "plugin": TEXT, "config": {}, **_DEFAULT}, ("name", "plugin")
+        ),
     ]
 }
 _ANY_VALUE: Schema = {}
@@ -112,7 +114,9 @@ THINK_TIME: Schema = {
     "anyOf": [
         DURATION,
         _obj({"type": {"const": "constant"}, "duration": DURATION}, ("type", "duration")),
-        _obj({"type": {"const": "uniform"}, "min": DURATION, "max": DURATION}, ("type", "min", "max")),
+        _obj(
+            {"type": {"const": "uniform"}, "min": DURATION, "max": DURATION}, ("type", "min", "max")
+        ),
         _obj(
             {"type": {"const": "gaussian"}, "mean": DURATION, "std_dev": DURATION},
             ("type", "mean", "std_dev"),

@@ -1,0 +1,698 @@
+"""A plan's text → a checked :class:`Plan`, or every problem in it at once.
+
+First the JSON Schema (``schema.py``) — unknown keys, wrong types — then what a schema
+cannot say: which options each executor takes, references to undefined variables,
+data sources or plugins, durations, thresholds, and loadr features cannonade does not
+have. Every problem names ``file:line:column``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+from jsonpath_ng.ext.parser import parse as parse_jsonpath
+
+from cannonade.config import (
+    ArrivalRate,
+    Cycles,
+    HttpOptions,
+    Lane,
+    LoadModel,
+    RampingVus,
+    SharedIterations,
+    Stage,
+    parse_duration,
+    parse_users,
+)
+from cannonade.errors import CannonadeError
+from cannonade.model.thresholds import parse_threshold
+from cannonade.plans.model import (
+    Check,
+    DataSource,
+    Extractor,
+    Group,
+    Js,
+    Plan,
+    Request,
+    Scenario,
+    Step,
+    ThinkTime,
+)
+from cannonade.plans.schema import plan_schema
+from cannonade.plans.source import Marks, Problem, SourceError, load_yaml
+from cannonade.plans.source import Path as YPath
+from cannonade.plans.template import Ref, Structure, Template, TemplateError
+
+MAX_DATA_ROWS = 1_000_000
+BUILTIN_SCHEMES = ("http", "https")
+
+# Which options each executor takes (beyond the common ones), and which it needs.
+_EXECUTORS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "constant-vus": (frozenset({"vus", "duration"}), frozenset({"duration"})),
+    "ramping-vus": (frozenset({"start_vus", "stages"}), frozenset({"stages"})),
+    "constant-arrival-rate": (
+        frozenset({"rate", "time_unit", "duration", "pre_allocated_vus", "max_vus"}),
+        frozenset({"rate", "duration"}),
+    ),
+    "ramping-arrival-rate": (
+        frozenset({"rate", "start_rate", "time_unit", "stages", "pre_allocated_vus", "max_vus"}),
+        frozenset({"stages"}),
+    ),
+    "per-vu-iterations": (frozenset({"vus", "iterations"}), frozenset({"iterations"})),
+    "shared-iterations": (frozenset({"vus", "iterations"}), frozenset({"iterations"})),
+    "cycles": (frozenset({"users", "hits", "duration", "rampup"}), frozenset({"users"})),
+}
+_COMMON = frozenset({"executor", "start_time", "graceful_stop", "think_time", "tags", "flow"})
+
+
+class PlanInvalid(CannonadeError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def load_plan(
+    path: str | Path, *, env: Mapping[str, str] | None = None, text: str | None = None
+) -> Plan:
+    """Read and check the plan at ``path``; raises PlanInvalid with every problem."""
+    p = Path(path)
+    if text is None:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise PlanInvalid([Problem(1, 1, f"cannot read the plan: {e}", str(p))]) from None
+    try:
+        data, marks = load_yaml(text, str(p))
+    except SourceError as e:
+        raise PlanInvalid(e.problems) from None
+    return compile_plan(data, marks, p.parent, dict(os.environ if env is None else env))
+
+
+def compile_plan(data: Any, marks: Marks, base: Path, env: dict[str, str]) -> Plan:
+    problems: list[Problem] = []
+    validator = jsonschema.Draft202012Validator(plan_schema())
+    for error in validator.iter_errors(data):
+        problems.extend(_schema_problem(error, marks))
+    if not isinstance(data, dict):
+        if not problems:
+            problems.append(Problem(1, 1, "a plan is a mapping with scenarios", marks.file))
+        raise PlanInvalid(problems)
+    c = _Compiler(data, marks, base, env, problems)
+    if not problems:
+        plan = c.plan()
+        if problems:
+            raise PlanInvalid(problems)
+        return plan
+    # The schema found problems; the deeper checks still run, so that one `validate`
+    # reports everything, but on a shape they cannot trust: whatever they trip over is
+    # already reported by the schema.
+    try:
+        c.plan()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, StopIteration):
+        pass
+    raise PlanInvalid(list(dict.fromkeys(problems)))
+
+
+def _schema_problem(error: jsonschema.ValidationError, marks: Marks) -> list[Problem]:
+    path: YPath = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        schema = error.schema
+        allowed = set(schema.get("properties", {})) if isinstance(schema, dict) else set()
+        extra = [k for k in error.instance if k not in allowed]
+        return [marks.at((*path, k), _unknown_key(k, path, allowed), key=True) for k in extra]
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Report the branch that got furthest: the one whose errors sit deepest.
+        best = max(error.context, key=lambda e: len(e.absolute_path))
+        if len(best.absolute_path) > len(error.absolute_path):
+            return _schema_problem(best, marks)
+        where = ".".join(str(x) for x in path) or "the plan"
+        return [marks.at(path, f"{where}: {_shape_hint(path)}")]
+    where = ".".join(str(x) for x in path) or "the plan"
+    return [marks.at(path, f"{where}: {error.message}")]
+
+
+_UNSUPPORTED = {
+    "environments": "environments (use env.X references and your shell instead)",
+    "outputs": "outputs in the plan (use --out, --summary-export or the report)",
+    "hooks": "hooks",
+    "observe": "system observation",
+    "chaos": "chaos injection",
+    "sweep": "parameter sweeps",
+    "grpc": "gRPC requests",
+    "graphql": "GraphQL request blocks",
+    "tcp": "raw TCP requests",
+    "udp": "UDP requests",
+    "parallel": "parallel blocks",
+    "loop": "loops",
+    "if": "conditions",
+    "weight": "scenario weights",
+    "exec": "exec",
+}
+
+
+def _unknown_key(key: str, path: YPath, allowed: set[str]) -> str:
+    if key in _UNSUPPORTED:
+        return f"unsupported loadr feature: {_UNSUPPORTED[key]} ({key!r})"
+    near = [a for a in sorted(allowed) if _close(a, key)]
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    where = ".".join(str(x) for x in path) or "the plan"
+    return f"unknown key {key!r} in {where}{hint}"
+
+
+def _close(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 2:
+        return False
+    return len(set(a) ^ set(b)) <= 2 and (a[:2] == b[:2] or a[-2:] == b[-2:])
+
+
+def _shape_hint(path: YPath) -> str:
+    last = path[-1] if path else ""
+    parent = path[-2] if len(path) >= 2 else ""
+    if parent in ("flow", "steps"):
+        return "a step is one of request, think_time, group, js"
+    if parent in ("extract",):
+        return "an extractor is {type: jsonpath|regex|header|boundary|css|plugin, name, ...}"
+    if parent in ("assert", "checks"):
+        return "a check is {type: status|duration|jsonpath|body_contains|body_matches|plugin, ...}"
+    if last == "body":
+        return "a body is a string, or exactly one of json, form, file, multipart"
+    if last == "think_time":
+        return "think_time is a duration or {type: constant|uniform|gaussian, ...}"
+    return "this value does not have a form the plan format allows"
+
+
+class _Compiler:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        marks: Marks,
+        base: Path,
+        env: dict[str, str],
+        problems: list[Problem],
+    ) -> None:
+        self.d = data
+        self.marks = marks
+        self.base = base
+        self.env = env
+        self.problems = problems
+        self.variables: dict[str, Any] = dict(data.get("variables") or {})
+        self.secrets: dict[str, str] = {}
+        self.data: dict[str, DataSource] = {}
+        self.plugins: dict[str, dict[str, Any]] = {}
+
+    def problem(self, path: YPath, message: str, *, key: bool = False) -> None:
+        self.problems.append(self.marks.at(path, message, key=key))
+
+    def duration(self, value: Any, path: YPath) -> float:
+        try:
+            return parse_duration(str(value), ".".join(str(x) for x in path))
+        except CannonadeError as e:
+            self.problem(path, str(e))
+            return 0.0
+
+    # -- the whole plan -------------------------------------------------------------------
+    def plan(self) -> Plan:
+        d = self.d
+        self._secrets()
+        self._data()
+        self._plugins()
+        http = self._http()
+        metrics = {k: v["kind"] for k, v in (d.get("metrics") or {}).items()}
+        thresholds = self._thresholds()
+        scenarios = tuple(
+            self._scenario(name, raw) for name, raw in (d.get("scenarios") or {}).items()
+        )
+        fixed = {"env": self.env, "vars": self.variables, "secrets": self.secrets}
+        return Plan(
+            file=self.marks.file,
+            name=str(d.get("name") or Path(self.marks.file).stem),
+            description=str(d.get("description") or ""),
+            http=http,
+            scenarios=scenarios,
+            thresholds=thresholds,
+            fixed=fixed,
+            data=self.data,
+            metrics=metrics,
+            plugins=self.plugins,
+            secret_values=frozenset(v for v in self.secrets.values() if v),
+        )
+
+    def _http(self) -> HttpOptions:
+        raw = ((self.d.get("defaults") or {}).get("http")) or {}
+        path: YPath = ("defaults", "http")
+        headers = tuple((str(k), str(v)) for k, v in (raw.get("headers") or {}).items())
+        cookies = raw.get("cookies") or {}
+        if cookies:
+            cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            headers = (*headers, ("Cookie", cookie))
+        timeout = self.duration(raw["timeout"], (*path, "timeout")) if "timeout" in raw else 60.0
+        return HttpOptions(
+            base_url=raw.get("base_url"),
+            timeout=timeout or 60.0,
+            follow_redirects=bool(raw.get("follow_redirects", False)),
+            headers=headers,
+        )
+
+    def _secrets(self) -> None:
+        for name, spec in (self.d.get("secrets") or {}).items():
+            var = spec["env"] if isinstance(spec, dict) else spec
+            value = self.env.get(str(var))
+            if value is None:
+                self.problem(
+                    ("secrets", name), f"secret {name!r}: environment variable {var} is not set"
+                )
+                continue
+            self.secrets[name] = value
+
+    def _data(self) -> None:
+        for name, spec in (self.d.get("data") or {}).items():
+            path: YPath = ("data", name)
+            file = self.base / str(spec["path"])
+            try:
+                text = file.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as e:
+                self.problem((*path, "path"), f"data source {name!r}: cannot read {file}: {e}")
+                continue
+            reader = csv.DictReader(io.StringIO(text), delimiter=spec.get("delimiter", ","))
+            rows: list[dict[str, str]] = []
+            try:
+                for row in reader:
+                    if len(rows) >= MAX_DATA_ROWS:
+                        self.problem((*path, "path"), f"{file}: more than {MAX_DATA_ROWS} rows")
+                        break
+                    rows.append({k: v or "" for k, v in row.items() if k is not None})
+            except csv.Error as e:
+                self.problem((*path, "path"), f"{file}: line {reader.line_num}: {e}")
+                continue
+            if not rows:
+                self.problem((*path, "path"), f"data source {name!r}: {file} has no rows")
+                continue
+            self.data[name] = DataSource(
+                name,
+                str(file),
+                tuple(reader.fieldnames or ()),
+                tuple(rows),
+                shared=spec.get("mode", "shared") == "shared",
+                recycle=spec.get("on_eof", "recycle") == "recycle",
+            )
+
+    def _plugins(self) -> None:
+        for i, spec in enumerate(self.d.get("plugins") or []):
+            self.plugins[str(spec["name"])] = dict(spec.get("config") or {})
+            if "path" in spec and not (self.base / str(spec["path"])).exists():
+                self.problem(("plugins", i, "path"), f"plugin path {spec['path']} does not exist")
+
+    def _thresholds(self) -> tuple[str, ...]:
+        out = []
+        for metric, exprs in (self.d.get("thresholds") or {}).items():
+            for i, expr in enumerate(exprs):
+                text = f"{metric}: {expr}"
+                try:
+                    parse_threshold(metric, expr)
+                except CannonadeError as e:
+                    self.problem(("thresholds", metric, i), str(e))
+                    continue
+                out.append(text)
+        return tuple(out)
+
+    # -- scenarios --------------------------------------------------------------------------
+    def _scenario(self, name: str, raw: dict[str, Any]) -> Scenario:
+        path: YPath = ("scenarios", name)
+        executor = raw["executor"]
+        allowed, required = _EXECUTORS.get(executor, (frozenset(), frozenset()))
+        for key in raw:
+            if key not in _COMMON and key not in allowed:
+                self.problem(
+                    (*path, key), f"{key!r} does not apply to the {executor} executor", key=True
+                )
+        for key in sorted(required - raw.keys()):
+            self.problem(path, f"scenario {name!r}: the {executor} executor needs {key!r}")
+        model = self._model(executor, raw, path)
+        start = (
+            self.duration(raw["start_time"], (*path, "start_time")) if "start_time" in raw else 0.0
+        )
+        grace = (
+            self.duration(raw["graceful_stop"], (*path, "graceful_stop"))
+            if "graceful_stop" in raw
+            else 30.0
+        )
+        extracted: set[str] = set()
+        _collect_extracted(raw.get("flow") or [], extracted)
+        used: set[str] = set()
+        steps = self._steps(raw.get("flow") or [], (*path, "flow"), extracted, used)
+        think = (
+            self._think(raw["think_time"], (*path, "think_time")) if "think_time" in raw else None
+        )
+        return Scenario(name, Lane(name, model, start, grace), steps, think, tuple(sorted(used)))
+
+    def _model(self, executor: str, raw: dict[str, Any], path: YPath) -> LoadModel:
+        def dur(key: str, default: float = 0.0) -> float:
+            return self.duration(raw[key], (*path, key)) if key in raw else default
+
+        def stages(scale: float = 1.0) -> tuple[Stage, ...]:
+            return tuple(
+                Stage(
+                    self.duration(s["duration"], (*path, "stages", i, "duration")),
+                    s["target"] * scale,
+                )
+                for i, s in enumerate(raw.get("stages") or [])
+            )
+
+        if executor == "constant-vus":
+            return Cycles(users=(int(raw.get("vus", 1)),), duration=dur("duration"))
+        if executor == "ramping-vus":
+            return RampingVus(stages(), int(raw.get("start_vus", 0)))
+        if executor in ("constant-arrival-rate", "ramping-arrival-rate"):
+            unit = dur("time_unit", 1.0)
+            if unit <= 0:
+                self.problem((*path, "time_unit"), "time_unit must be more than 0")
+                unit = 1.0
+            start = float(raw.get("start_rate", raw.get("rate", 0.0)))
+            return ArrivalRate(
+                rate=start / unit,
+                stages=stages(1.0 / unit) if executor == "ramping-arrival-rate" else (),
+                duration=dur("duration"),
+                pre_allocated_vus=int(raw.get("pre_allocated_vus", 0)),
+                max_vus=int(raw.get("max_vus", 0)),
+            )
+        if executor == "per-vu-iterations":
+            return Cycles(users=(int(raw.get("vus", 1)),), hits=int(raw.get("iterations", 1)))
+        if executor == "shared-iterations":
+            return SharedIterations(int(raw.get("vus", 1)), int(raw.get("iterations", 1)))
+        # cycles: loads' user cycles
+        try:
+            users = parse_users(str(raw.get("users", "1")), "users")
+        except CannonadeError as e:
+            self.problem((*path, "users"), str(e))
+            users = (1,)
+        if ("hits" in raw) == ("duration" in raw):
+            self.problem(path, "the cycles executor needs exactly one of hits or duration")
+        return Cycles(
+            users=users,
+            duration=dur("duration") if "duration" in raw else None,
+            hits=int(raw["hits"]) if "hits" in raw else None,
+            rampup=dur("rampup"),
+        )
+
+    def _think(self, raw: Any, path: YPath) -> ThinkTime:
+        if not isinstance(raw, dict):
+            return ThinkTime("constant", self.duration(raw, path))
+        kind = raw["type"]
+        if kind == "constant":
+            return ThinkTime(kind, self.duration(raw["duration"], (*path, "duration")))
+        if kind == "uniform":
+            lo = self.duration(raw["min"], (*path, "min"))
+            hi = self.duration(raw["max"], (*path, "max"))
+            if hi < lo:
+                self.problem((*path, "max"), "max must not be below min")
+            return ThinkTime(kind, lo, hi)
+        return ThinkTime(
+            kind,
+            self.duration(raw["mean"], (*path, "mean")),
+            self.duration(raw["std_dev"], (*path, "std_dev")),
+        )
+
+    # -- steps ------------------------------------------------------------------------------
+    def _steps(
+        self, raw: list[Any], path: YPath, extracted: set[str], used: set[str]
+    ) -> tuple[Step, ...]:
+        out: list[Step] = []
+        for i, item in enumerate(raw):
+            here: YPath = (*path, i)
+            kind, value = next(iter(item.items()))
+            if kind == "request":
+                out.append(self._request(value, (*here, "request"), extracted, used))
+            elif kind == "think_time":
+                out.append(self._think(value, (*here, "think_time")))
+            elif kind == "group":
+                steps = self._steps(value["steps"], (*here, "group", "steps"), extracted, used)
+                out.append(Group(str(value["name"]), steps))
+            else:
+                self.problem(
+                    (*here, "js"),
+                    "unsupported loadr feature: js steps (cannonade embeds no JavaScript"
+                    " engine; write the logic as a Python scenario)",
+                )
+                out.append(Js(str(value)))
+        return tuple(out)
+
+    def _template(self, text: Any, path: YPath, extracted: set[str], used: set[str]) -> Template:
+        try:
+            t = Template(str(text))
+        except TemplateError as e:
+            self.problem(path, str(e))
+            return Template("")
+        self._check_refs(t.refs, path, extracted, used)
+        return t
+
+    def _structure(self, value: Any, path: YPath, extracted: set[str], used: set[str]) -> Structure:
+        try:
+            s = Structure(value)
+        except TemplateError as e:
+            self.problem(path, str(e))
+            return Structure(None)
+        self._check_refs(s.refs, path, extracted, used)
+        return s
+
+    def _check_refs(
+        self, refs: tuple[Ref, ...], path: YPath, extracted: set[str], used: set[str]
+    ) -> None:
+        for ref in refs:
+            if ref.kind == "vars" and ref.key not in self.variables:
+                self.problem(path, f"undefined variable ${{{ref}}}: not in variables")
+            elif (
+                ref.kind == "secrets"
+                and ref.key not in self.secrets
+                and ref.key not in (self.d.get("secrets") or {})
+            ):
+                self.problem(path, f"undefined secret ${{{ref}}}: not in secrets")
+            elif ref.kind == "env" and ref.key not in self.env:
+                self.problem(path, f"${{{ref}}}: environment variable {ref.key} is not set")
+            elif ref.kind == "data":
+                source = self.data.get(ref.key)
+                if source is None and ref.key not in (self.d.get("data") or {}):
+                    self.problem(path, f"undefined data source in ${{{ref}}}")
+                elif source is not None and ref.column not in source.columns:
+                    self.problem(path, f"${{{ref}}}: {source.path} has no column {ref.column!r}")
+                used.add(ref.key)
+            elif ref.kind == "name" and ref.key not in extracted and ref.key not in self.variables:
+                self.problem(
+                    path,
+                    f"undefined variable ${{{ref.key}}}: not extracted in this scenario"
+                    " and not in variables",
+                )
+
+    def _request(
+        self, raw: dict[str, Any], path: YPath, extracted: set[str], used: set[str]
+    ) -> Request:
+        url = self._template(raw["url"], (*path, "url"), extracted, used)
+        scheme = url.source.split("://", 1)[0].lower() if "://" in url.source else "http"
+        protocol = str(raw.get("protocol") or scheme)
+        if "ws" in raw or protocol in ("ws", "wss"):
+            self.problem(path, "unsupported loadr feature: ws request blocks")
+        elif protocol not in BUILTIN_SCHEMES:
+            self._check_protocol(protocol, (*path, "url"))
+        body = raw.get("body")
+        body_kind = ""
+        body_value: Structure | Template | None = None
+        content_type = ""
+        file_data = b""
+        if isinstance(body, str):
+            body_kind, body_value = "raw", self._template(body, (*path, "body"), extracted, used)
+        elif isinstance(body, dict):
+            body_kind = next(k for k in ("json", "form", "file", "multipart") if k in body)
+            if body_kind == "file":
+                file = self.base / str(body["file"])
+                try:
+                    file_data = file.read_bytes()
+                except OSError as e:
+                    self.problem((*path, "body", "file"), f"cannot read {file}: {e.strerror}")
+                content_type = str(body.get("content_type") or "application/octet-stream")
+            elif body_kind == "multipart":
+                self.problem(
+                    (*path, "body", "multipart"), "unsupported loadr feature: multipart bodies"
+                )
+            else:
+                body_value = self._structure(
+                    body[body_kind], (*path, "body", body_kind), extracted, used
+                )
+        method = str(raw.get("method") or ("POST" if body is not None else "GET")).upper()
+        headers = tuple(
+            (str(k), self._template(v, (*path, "headers", k), extracted, used))
+            for k, v in (raw.get("headers") or {}).items()
+        )
+        params = (
+            self._structure(raw["params"], (*path, "params"), extracted, used)
+            if "params" in raw
+            else None
+        )
+        timeout = self.duration(raw["timeout"], (*path, "timeout")) if "timeout" in raw else None
+        return Request(
+            name=str(raw.get("name") or url.source.split("?", 1)[0]),
+            method=method,
+            url=url,
+            params=params,
+            headers=headers,
+            body_kind=body_kind,
+            body=body_value,
+            content_type=content_type,
+            file_data=file_data,
+            timeout=timeout or None,
+            follow_redirects=raw.get("follow_redirects"),
+            extract=tuple(
+                self._extractor(e, (*path, "extract", i))
+                for i, e in enumerate(raw.get("extract") or [])
+            ),
+            asserts=tuple(
+                self._check(c, (*path, "assert", i), extracted, used)
+                for i, c in enumerate(raw.get("assert") or [])
+            ),
+            checks=tuple(
+                self._check(c, (*path, "checks", i), extracted, used)
+                for i, c in enumerate(raw.get("checks") or [])
+            ),
+            protocol=protocol,
+            plugin_options=(
+                self._structure(raw["plugin"], (*path, "plugin"), extracted, used)
+                if "plugin" in raw
+                else None
+            ),
+        )
+
+    def _check_protocol(self, protocol: str, path: YPath) -> None:
+        from cannonade.plugins.protocols import discover
+
+        known = set(discover())
+        if protocol not in known:
+            have = ", ".join(sorted(known)) or "none installed"
+            self.problem(path, f"unknown protocol {protocol!r}: no protocol plugin for it ({have})")
+
+    def _extractor(self, raw: dict[str, Any], path: YPath) -> Extractor:
+        kind = raw["type"]
+        compiled: Any = None
+        expression = str(raw.get("expression", ""))
+        if kind == "jsonpath":
+            compiled = self._jsonpath(expression, (*path, "expression"))
+        elif kind == "regex":
+            compiled = self._regex(expression, (*path, "expression"))
+            group = int(raw.get("group", 1 if compiled is not None and compiled.groups else 0))
+            if compiled is not None and group > compiled.groups:
+                self.problem(
+                    (*path, "group"), f"the expression has only {compiled.groups} group(s)"
+                )
+        elif kind == "plugin":
+            self._check_plugin(str(raw["plugin"]), (*path, "plugin"), "extractor")
+        return Extractor(
+            kind=kind,
+            name=str(raw["name"]),
+            expression=expression,
+            group=int(
+                raw.get(
+                    "group",
+                    1 if kind == "regex" and compiled is not None and compiled.groups else 0,
+                )
+            ),
+            header=str(raw.get("header", "")),
+            left=str(raw.get("left", "")),
+            right=str(raw.get("right", "")),
+            attribute=str(raw.get("attribute", "")),
+            plugin=str(raw.get("plugin", "")),
+            config=json.dumps(raw.get("config") or {}),
+            default=raw.get("default"),
+            has_default="default" in raw,
+            compiled=compiled,
+        )
+
+    def _check(
+        self, raw: dict[str, Any], path: YPath, extracted: set[str], used: set[str]
+    ) -> Check:
+        kind = raw["type"]
+        compiled: Any = None
+        value = None
+        max_seconds = 0.0
+        expression = str(raw.get("expression", ""))
+        equals = raw.get("equals")
+        if kind == "jsonpath":
+            compiled = self._jsonpath(expression, (*path, "expression"))
+            if ("equals" in raw) == ("exists" in raw):
+                self.problem(path, "a jsonpath check needs exactly one of equals or exists")
+            if isinstance(equals, str):
+                value = self._template(equals, (*path, "equals"), extracted, used)
+        elif kind == "body_matches":
+            compiled = self._regex(str(raw["pattern"]), (*path, "pattern"))
+        elif kind == "body_contains":
+            value = self._template(raw["value"], (*path, "value"), extracted, used)
+        elif kind == "duration":
+            max_seconds = self.duration(raw["max"], (*path, "max"))
+        elif kind == "status":
+            try:
+                equals = int(str(equals))
+            except ValueError:
+                self.problem((*path, "equals"), f"status equals {equals!r} is not a number")
+        elif kind == "plugin":
+            self._check_plugin(str(raw["plugin"]), (*path, "plugin"), "assertion")
+        shown = next(
+            (raw[k] for k in ("equals", "expression", "value", "pattern", "max") if k in raw), ""
+        )
+        default_name = f"{kind} {shown}"
+        return Check(
+            kind=kind,
+            name=str(raw.get("name") or default_name.strip()),
+            equals=equals,
+            has_equals="equals" in raw,
+            exists=raw.get("exists"),
+            max_seconds=max_seconds,
+            expression=expression,
+            value=value,
+            plugin=str(raw.get("plugin", "")),
+            config=json.dumps(raw.get("config") or {}),
+            compiled=compiled,
+        )
+
+    def _check_plugin(self, name: str, path: YPath, kind: str) -> None:
+        if name not in self.plugins:
+            self.problem(path, f"unknown {kind} plugin {name!r}: list it under plugins")
+
+    def _jsonpath(self, expression: str, path: YPath) -> Any:
+        try:
+            return parse_jsonpath(expression)
+        except (
+            JsonPathLexerError,
+            JsonPathParserError,
+            Exception,
+        ) as e:  # the parser raises plain Exception
+            self.problem(path, f"not a JSONPath expression: {expression!r} ({e})")
+            return None
+
+    def _regex(self, expression: str, path: YPath) -> re.Pattern[str] | None:
+        try:
+            return re.compile(expression)
+        except re.error as e:
+            self.problem(path, f"not a regular expression: {expression!r} ({e})")
+            return None
+
+
+def _collect_extracted(flow: list[Any], out: set[str]) -> None:
+    for item in flow:
+        if not isinstance(item, dict):
+            continue
+        request = item.get("request")
+        if isinstance(request, dict):
+            for e in request.get("extract") or []:
+                if isinstance(e, dict) and "name" in e:
+                    out.add(str(e["name"]))
+        group = item.get("group")
+        if isinstance(group, dict):
+            _collect_extracted(group.get("steps") or [], out)
+
+
+Loader = Callable[[str], Plan]
