@@ -32,6 +32,8 @@ from cannonade.engine.tuning import install_uvloop, tune_gc
 from cannonade.errors import CannonadeError, ScenarioError
 from cannonade.model.metrics import IntervalDelta, SourceId
 from cannonade.model.recorder import Recorder
+from cannonade.plans.compile import is_plan, load_plan
+from cannonade.plans.flow import FlowRunner
 from cannonade.protocol.control import MAX_DEPTH, too_deep
 from cannonade.protocol.deltas import encode_delta
 from cannonade.protocol.options import options_from_wire
@@ -111,15 +113,22 @@ class Cannon:
                 scenario = self._runner(runner, str(cmd["run_id"]))
             elif exec_args is not None:
                 scenario = self._exec(cmd["path"], [str(a) for a in exec_args], str(cmd["run_id"]))
-            else:
-                scenario = load_path(cmd["path"])
             options = options_from_wire(cmd["options"])
             index, count = cmd["partition"]
             partition = Partition(int(index), int(count))
+            flow = None
+            if legacy is None and runner is None and exec_args is None:
+                if is_plan(cmd["path"]):
+                    flow = FlowRunner(load_plan(cmd["path"]), partition, options.seed)
+                    scenario = flow.scenario()
+                else:
+                    scenario = load_path(cmd["path"])
         except CannonadeError as e:
             self.reply("error", message=str(e))
             return
         self.run_id = str(cmd["run_id"])
+        if flow is not None:
+            flow.bind(recorder)
         self.engine = Engine(
             scenario, options, self.ship, partition=partition, recorder=recorder, run_setup=False
         )

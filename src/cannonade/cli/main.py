@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "scenario",
         nargs="?",
-        help="a Python scenario file (.py); without one, an HQ for OCT turrets",
+        help="a Python scenario (.py) or YAML plan (.yaml); without one, an HQ for OCT turrets",
     )
     add_run_arguments(run)
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     from cannonade.cli.history import add_history_parsers
     from cannonade.cli.hq import add_hq_parser
     from cannonade.cli.keys import add_keys_parser
+    from cannonade.cli.plans import add_plan_parsers
     from cannonade.cli.plugin import add_plugin_parser
     from cannonade.cli.report import add_report_parser
     from cannonade.cli.submit import add_submit_parser
@@ -54,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     add_turret_parsers(sub)
     add_plugin_parser(sub)
+    add_plan_parsers(sub)
 
     target = sub.add_parser("target", help="serve the embedded HTTP test target")
     target.add_argument("--port", type=int, default=8080, help="0 picks a free port")
@@ -108,6 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cannonade.cli.turret import pack_command
 
         return pack_command(args)
+    if args.command == "validate":
+        from cannonade.cli.plans import validate_command
+
+        return validate_command(args)
+    if args.command == "schema":
+        from cannonade.cli.plans import schema_command
+
+        return schema_command(args)
     if args.command == "plugin":
         from cannonade.cli.plugin import plugin_command
 

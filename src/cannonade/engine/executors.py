@@ -70,11 +70,11 @@ async def _cycle_vu(
     try:
         if model.hits is not None:
             for _ in range(model.hits):
-                if rt.is_phase_over():  # a call: the flag changes while we await
+                if rt.is_phase_over() or vu.retired:  # a call: the flag changes as we await
                     break
                 await rt.iterate(vu)
         else:
-            while not rt.phase_over:
+            while not rt.phase_over and not vu.retired:
                 await rt.iterate(vu)
     finally:
         rt.leave()
@@ -97,7 +97,7 @@ async def run_shared_iterations(rt: Runtime, model: SharedIterations) -> None:
             return
         rt.enter()
         try:
-            while remaining[0] > 0 and not rt.phase_over:
+            while remaining[0] > 0 and not rt.phase_over and not vu.retired:
                 remaining[0] -= 1
                 await rt.iterate(vu)
         finally:
@@ -138,7 +138,7 @@ async def run_ramping_vus(rt: Runtime, model: RampingVus) -> None:
         rt.enter()
         try:
             # Retire once ramped down past this id; the iteration in flight completes.
-            while not rt.phase_over and j < desired[0]:
+            while not rt.phase_over and j < desired[0] and not vu.retired:
                 await rt.iterate(vu)
         finally:
             rt.leave()

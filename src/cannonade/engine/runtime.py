@@ -16,7 +16,7 @@ from typing import Any
 
 from cannonade.config import ArrivalRate, EngineOptions, Partition
 from cannonade.engine.http import HttpClient, HttpShared
-from cannonade.engine.vu import VU, Metrics
+from cannonade.engine.vu import VU, Metrics, RetireVU
 from cannonade.model.metrics import (
     INTERRUPTED_ITERATIONS,
     ITERATION_DURATION,
@@ -184,6 +184,9 @@ class Runtime:
                 raise
             self.recorder.add(pick.errors)  # the scenario raised it itself
             self.record_exception(e, pick.name)
+        except RetireVU:
+            vu.retired = True
+            return
         except (Exception, SystemExit, KeyboardInterrupt) as e:
             # A scenario calling sys.exit() must not end the run and lose its numbers.
             self.recorder.add(pick.errors)

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from cannonade.engine.ws import WsClient
 
 
+class RetireVU(Exception):
+    """Raised by an iteration to retire its VU (a plan's data source ran out with
+    ``on_eof: stop``): the iteration is not counted as an error, and the VU runs no more."""
+
+
 class Timer:
     """``with vu.timer("login"):`` records the block's wall time as a custom trend (OCT)."""
 
@@ -113,6 +118,7 @@ class VU:
         "http",
         "id",
         "iteration",
+        "retired",
         "setup_data",
         "state",
     )
@@ -131,6 +137,7 @@ class VU:
         self.state: dict[str, Any] = {}
         self.setup_data = setup_data
         self.cycle_users = 0  # users of the current cycle step (loads runners are told)
+        self.retired = False  # set by RetireVU: this VU runs no more iterations
         self._metrics = metrics
 
     @property

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import secrets
 import shlex
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from cannonade.errors import ConfigError
 from cannonade.launch.cluster import check_port, hq_curve
 from cannonade.launch.options import build_options
 from cannonade.model.thresholds import Threshold, parse_threshold
+from cannonade.plans.compile import is_plan, load_plan
+from cannonade.plans.model import Plan
 from cannonade.scenarios.bundle import Bundle
 from cannonade.scenarios.loader import LoadedScenario, load_path
 from cannonade.transport.security import Curve
@@ -52,6 +56,7 @@ class Prepared:
     exec_args: tuple[str, ...] | None = None  # --exec: the program's arguments
     runner: dict[str, Any] | None = None  # --test-runner: argv, hits, duration
     legacy: str | None = None  # a loads-style MODULE.Class.test_method
+    entry: str | None = None  # an archive bundle: the file in it to run
 
 
 def build_cluster(a: argparse.Namespace) -> Cluster:
@@ -111,12 +116,66 @@ def prepare(
         return Prepared(None, options, thresholds, None, cluster, exprs)
     if _is_legacy_target(args.scenario):
         return _prepare_legacy(args, options, cluster)
+    if is_plan(args.scenario):
+        return _prepare_plan(args, options, cluster)
     scenario = load(args.scenario)
     bundle = Bundle.from_path(args.scenario)
     exprs = (*args.threshold, *scenario.thresholds)
     return Prepared(
         scenario, options, tuple(parse_threshold(e) for e in exprs), bundle, cluster, exprs
     )
+
+
+_LOAD_FLAGS = (
+    ("--users", "users"),
+    ("--duration", "duration"),
+    ("--hits", "hits"),
+    ("--rampup", "rampup"),
+    ("--stages", "stages"),
+    ("--iterations", "iterations"),
+    ("--rate", "rate"),
+    ("--rate-stages", "rate_stages"),
+)
+
+
+def _prepare_plan(args: argparse.Namespace, options: EngineOptions, cluster: Cluster) -> Prepared:
+    """A YAML plan: its scenarios are the load (one lane each); its files travel with it."""
+    for flag, attr in _LOAD_FLAGS:
+        if getattr(args, attr, None) is not None:
+            raise ConfigError(f"{flag}: a plan's scenarios set its load; change the plan instead")
+    plan = load_plan(args.scenario)
+    http = plan.http
+    if args.host is not None:
+        http = dataclasses.replace(http, base_url=args.host)
+    if options.http.headers:
+        http = dataclasses.replace(http, headers=(*http.headers, *options.http.headers))
+    lanes = tuple(s.lane for s in plan.scenarios)
+    opts = dataclasses.replace(options, http=http, model=lanes[0].model, lanes=lanes)
+    exprs = (*args.threshold, *plan.thresholds)
+    thresholds = tuple(parse_threshold(e) for e in exprs)
+    bundle, entry = plan_bundle(Path(args.scenario), plan)
+    scenario = LoadedScenario(path=args.scenario, sha256=bundle.sha256, scenarios=())
+    return Prepared(scenario, opts, thresholds, bundle, cluster, exprs, entry=entry)
+
+
+def plan_bundle(path: Path, plan: Plan) -> tuple[Bundle, str | None]:
+    """The plan alone, or with the files it reads (CSV data, request bodies) as a
+    .tar.gz whose entry is the plan: the agents need those files too."""
+    files = [Path(src.path) for src in plan.data.values()] + [Path(f) for f in plan.files]
+    if not files:
+        return Bundle.from_path(path), None
+    base = path.resolve().parent
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in [path, *files]:
+            full = f.resolve()
+            if base not in full.parents and full != base:
+                raise ConfigError(
+                    f"{f}: a file the plan reads must be in the plan's folder ({base}) "
+                    "so that it can travel to the agents"
+                )
+            tar.add(full, arcname=full.relative_to(base).as_posix(), recursive=False)
+    return Bundle.from_bytes(path.stem + ".tar.gz", buf.getvalue()), path.name
 
 
 def _is_legacy_target(name: str) -> bool:
@@ -204,6 +263,8 @@ def wire_options(prepared: Prepared) -> dict[str, Any]:
         wire["test_runner"] = prepared.runner
     if prepared.legacy is not None:
         wire["legacy"] = prepared.legacy
+    if prepared.entry is not None:
+        wire["entry"] = prepared.entry
     return wire
 
 

@@ -53,6 +53,7 @@ class RequestSlot:
         "connecting",
         "duration",
         "errors",
+        "failed_asserts",
         "method",
         "name",
         "received",
@@ -80,6 +81,8 @@ class RequestSlot:
         self.sent = 0
         self.received = 0
         self.errors: dict[str, int] = {}
+        # Answered with a good status but failed a plan's `assert`: counted as failed.
+        self.failed_asserts = 0
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -177,6 +180,7 @@ class Recorder:
                     trends[Key(metric, name, method)] = trend_delta(values)
             arr = np.asarray(statuses, dtype=np.int64)
             failed = int(np.count_nonzero((arr >= 400) | (arr == 0)))
+            failed = min(arr.size, failed + slot.failed_asserts)
             counters[Key(HTTP_REQS, name, method)] = float(arr.size)
             if failed:
                 counters[Key(HTTP_REQ_FAILED, name, method, TRUE)] = float(failed)

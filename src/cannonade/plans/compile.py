@@ -8,6 +8,7 @@ have. Every problem names ``file:line:column``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -80,6 +81,10 @@ class PlanInvalid(CannonadeError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def is_plan(path: str | Path) -> bool:
+    return str(path).lower().endswith((".yaml", ".yml"))
+
+
 def load_plan(
     path: str | Path, *, env: Mapping[str, str] | None = None, text: str | None = None
 ) -> Plan:
@@ -115,10 +120,10 @@ def compile_plan(data: Any, marks: Marks, base: Path, env: dict[str, str]) -> Pl
     # The schema found problems; the deeper checks still run, so that one `validate`
     # reports everything, but on a shape they cannot trust: whatever they trip over is
     # already reported by the schema.
-    try:
+    with contextlib.suppress(
+        KeyError, TypeError, ValueError, AttributeError, IndexError, StopIteration
+    ):
         c.plan()
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, StopIteration):
-        pass
     raise PlanInvalid(list(dict.fromkeys(problems)))
 
 
@@ -208,6 +213,7 @@ class _Compiler:
         self.secrets: dict[str, str] = {}
         self.data: dict[str, DataSource] = {}
         self.plugins: dict[str, dict[str, Any]] = {}
+        self.files: list[str] = []
 
     def problem(self, path: YPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.marks.at(path, message, key=key))
@@ -244,6 +250,7 @@ class _Compiler:
             metrics=metrics,
             plugins=self.plugins,
             secret_values=frozenset(v for v in self.secrets.values() if v),
+            files=tuple(dict.fromkeys(self.files)),
         )
 
     def _http(self) -> HttpOptions:
@@ -512,6 +519,7 @@ class _Compiler:
             body_kind = next(k for k in ("json", "form", "file", "multipart") if k in body)
             if body_kind == "file":
                 file = self.base / str(body["file"])
+                self.files.append(str(file))
                 try:
                     file_data = file.read_bytes()
                 except OSError as e:

@@ -1,0 +1,221 @@
+"""A checked plan as scenario functions the engine runs: one per plan scenario, each a
+lane with its own load model (``EngineOptions.lanes``).
+
+Per iteration a VU renders each request from compiled templates, sends it with its own
+HTTP client (keep-alive, cookies), extracts values into its scope, judges assertions
+(a failure marks the request failed) and checks (the ``checks`` rate), and sleeps the
+plan's think time. Data rows are taken once per iteration, on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from cannonade.config import Partition
+from cannonade.engine.vu import VU, RetireVU
+from cannonade.model.metrics import Key, Kind
+from cannonade.model.recorder import Recorder
+from cannonade.plans.extract import Body, extract, judge
+from cannonade.plans.model import DataSource, Group, Plan, Request, Scenario, Step, ThinkTime
+from cannonade.plans.template import Scope, TemplateError
+from cannonade.scenarios.loader import LoadedScenario, ScenarioFn
+
+GROUP_DURATION = "group_duration"
+_KINDS = {"counter": Kind.COUNTER, "gauge": Kind.GAUGE, "rate": Kind.RATE, "trend": Kind.TREND}
+
+
+class Cursor:
+    """Where a data source is, for this cannon. ``shared``: one cursor across every VU
+    of every cannon — cannon k of N takes rows k, k+N, k+2N... so no two cannons (on
+    any agent) ever take the same row; ``per_vu``: each VU from the first row."""
+
+    def __init__(self, source: DataSource, partition: Partition) -> None:
+        self.source = source
+        self.partition = partition
+        self.taken = 0
+        self.per_vu: dict[int, int] = {}
+
+    def next_row(self, vu: int) -> Mapping[str, str]:
+        rows = self.source.rows
+        if self.source.shared:
+            i = self.partition.index + self.partition.count * self.taken
+            self.taken += 1
+        else:
+            i = self.per_vu.get(vu, 0)
+            self.per_vu[vu] = i + 1
+        if i >= len(rows):
+            if not self.source.recycle:
+                raise RetireVU
+            i %= len(rows)
+        return rows[i]
+
+
+class FlowRunner:
+    """The plan's scenario functions for one cannon."""
+
+    def __init__(self, plan: Plan, partition: Partition, seed: int | None = None) -> None:
+        self.plan = plan
+        self.fixed = plan.fixed
+        self.cursors = {name: Cursor(src, partition) for name, src in plan.data.items()}
+        self.rng = random.Random(seed)
+        self._recorder: Recorder | None = None
+        self._group_keys: dict[str, Key] = {}
+
+    def scenario(self) -> LoadedScenario:
+        fns = tuple(ScenarioFn(s.name, self._fn(s), 1.0) for s in self.plan.scenarios)
+        return LoadedScenario(
+            path=self.plan.file, sha256="", scenarios=fns, thresholds=self.plan.thresholds
+        )
+
+    def bind(self, recorder: Recorder) -> None:
+        """Declare the plan's custom metrics (and group_duration) in the cannon's recorder."""
+        self._recorder = recorder
+        for name, kind in self.plan.metrics.items():
+            recorder.define(name, _KINDS[kind])
+        if _has_groups(self.plan):
+            recorder.define(GROUP_DURATION, Kind.TREND)
+
+    def _fn(self, scenario: Scenario) -> Callable[[VU], Awaitable[None]]:
+        steps = scenario.steps
+        think = scenario.think_time
+        cursors = self.cursors
+
+        async def run(vu: VU) -> None:
+            scope = vu.state.get("plan_scope")
+            if scope is None:
+                scope = vu.state["plan_scope"] = Scope(vu=vu.id)
+                vu_id = vu.id
+                scope.row_for = lambda source: cursors[source].next_row(vu_id)
+            scope.iteration = vu.iteration
+            scope.rows.clear()  # each iteration takes the next row
+            await self._steps(steps, vu, scope, think)
+
+        return run
+
+    async def _steps(
+        self, steps: tuple[Step, ...], vu: VU, scope: Scope, think: ThinkTime | None
+    ) -> None:
+        for step in steps:
+            if isinstance(step, Request):
+                await self._request(step, vu, scope)
+                if think is not None:
+                    await asyncio.sleep(self._think(think))
+            elif isinstance(step, ThinkTime):
+                await asyncio.sleep(self._think(step))
+            elif isinstance(step, Group):
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                await self._steps(step.steps, vu, scope, think)
+                self._group_done(step.name, loop.time() - t0)
+
+    def _group_done(self, name: str, seconds: float) -> None:
+        if self._recorder is None:
+            return
+        key = self._group_keys.get(name)
+        if key is None:
+            key = self._group_keys[name] = Key(GROUP_DURATION, name)
+        self._recorder.samples(key).values.append(seconds)
+
+    def _think(self, t: ThinkTime) -> float:
+        if t.kind == "uniform":
+            return self.rng.uniform(t.a, t.b)
+        if t.kind == "gaussian":
+            return max(0.0, self.rng.gauss(t.a, t.b))
+        return t.a
+
+    async def _request(self, step: Request, vu: VU, scope: Scope) -> None:
+        fixed = self.fixed
+        try:
+            url = step.url.render(scope, fixed)
+            headers = (
+                {name: t.render(scope, fixed) for name, t in step.headers} if step.headers else None
+            )
+            params = step.params.render(scope, fixed) if step.params is not None else None
+            json_body: Any = None
+            data: Any = None
+            kind = step.body_kind
+            if kind == "json" and step.body is not None:
+                json_body = step.body.render(scope, fixed)
+            elif kind == "form" and step.body is not None:
+                form = step.body.render(scope, fixed)
+                data = (
+                    {str(k): _text(v) for k, v in form.items()} if isinstance(form, dict) else form
+                )
+            elif kind == "raw" and step.body is not None:
+                data = step.body.render(scope, fixed)
+            elif kind == "file":
+                data = step.file_data
+                headers = {"Content-Type": step.content_type, **(headers or {})}
+        except TemplateError as missing:
+            # A value the flow never extracted (its request failed): this request
+            # cannot be made; it is an error of the iteration, named.
+            raise TemplateError(f"request {step.name!r}: {missing}") from None
+        resp = await vu.http.request(
+            step.method,
+            url,
+            name=step.name,
+            params=_params(params),
+            headers=headers,
+            json=json_body,
+            data=data,
+            timeout=step.timeout,
+            follow_redirects=step.follow_redirects,
+        )
+        if not (step.extract or step.asserts or step.checks):
+            return
+        answered = resp.status != 0
+        body = Body(resp.status, resp.body if answered else b"", resp.headers if answered else None)
+        for ex in step.extract:
+            value = extract(ex, body) if answered else None
+            if value is None:
+                if ex.has_default:
+                    scope.extracted[ex.name] = ex.default
+                continue
+            scope.extracted[ex.name] = value
+        failed_why = ""
+        for c in step.asserts:
+            ok, why = judge(c, body, resp.elapsed, scope, fixed)
+            if not ok and not failed_why:
+                failed_why = f"{c.name}: {why}"
+        if failed_why and 0 < resp.status < 400:
+            vu.http.shared.slot(step.name, step.method).failed_asserts += 1
+        for c in step.checks:
+            ok, _why = judge(c, body, resp.elapsed, scope, fixed)
+            vu.check(ok, c.name)
+        if failed_why:
+            raise AssertionError(f"{step.name}: {failed_why}")
+
+
+def _params(value: Any) -> Any:
+    if value is None:
+        return None
+    return {str(k): _text(v) for k, v in value.items()}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)
+
+
+def _has_groups(plan: Plan) -> bool:
+    return any(isinstance(step, Group) for s in plan.scenarios for step in _all_steps(s.steps))
+
+
+def _all_steps(steps: tuple[Step, ...]) -> list[Step]:
+    out: list[Step] = []
+    for step in steps:
+        out.append(step)
+        if isinstance(step, Group):
+            out.extend(_all_steps(step.steps))
+    return out
