@@ -136,8 +136,7 @@ class WasmPlugin:
         args = (int(status), bytes(body), list(headers), float(duration_ms), config)
         with self._lock:
             verdict = self._sandbox.call(self._call_export, args)
-        # `pass` is a Python keyword, so only getattr can read that field.
-        return bool(getattr(verdict, "pass")), str(verdict.detail)
+        return bool(verdict["pass"]), str(verdict["detail"])
 
     def _expect(self, kind: str, func: str) -> None:
         if self.info.kind != kind:
@@ -146,11 +145,10 @@ class WasmPlugin:
             )
 
 
-def _info(record: Any) -> PluginInfo:
-    # wasmtime lifts a record into an object with one attribute per field.
+def _info(record: dict[str, Any]) -> PluginInfo:
     return PluginInfo(
-        name=str(record.name),
-        version=str(record.version),
-        kind=str(record.kind),
-        description=str(record.description),
+        name=str(record["name"]),
+        version=str(record["version"]),
+        kind=str(record["kind"]),
+        description=str(record["description"]),
     )

@@ -1,5 +1,5 @@
 """The loadr:plugin@0.1.0 contract as wasmtime sees it: which exports a plugin must have,
-their signatures, and a fast way to hand a ``list<u8>`` to the guest.
+and their signatures.
 
 The contract is ``wit/loadr.wit`` beside this file. A component's exports are checked
 against it when it is loaded, so a plugin built against another contract is refused with
@@ -8,13 +8,10 @@ the signature it has and the one expected, instead of failing on its first call.
 
 from __future__ import annotations
 
-import ctypes
 import re
 from dataclasses import dataclass
 
-import numpy as np
 from wasmtime import Engine
-from wasmtime import _ffi as ffi
 from wasmtime import component as wc
 
 from cannonade.errors import PluginError
@@ -94,39 +91,3 @@ def wit_type(ty: wc.ValType) -> str:
     # Primitives (Bool, U8, S64, F64, String, ...) are named after their WIT spelling;
     # anything else the contract does not use shows as its class name, which never matches.
     return type(ty).__name__.lower()
-
-
-# -- list<u8> without a Python object per byte ----------------------------------------------
-#
-# wasmtime-py lowers a list<u8> one ctypes call per byte (U8.convert_to_c on each element
-# of a wasmtime_component_val_t array): ~2 ms for 1 KiB, ~90 ms for 64 KiB. The C API has
-# no bytes-shaped value, but the array is plain memory: each element is a
-# wasmtime_component_val_t, a kind byte at offset 0 and the union at `_OF`, of which a
-# U8 reads one byte. So the array is filled with two strided numpy writes over a view of
-# the memory wasmtime allocated (and zeroed first, so that no byte of it is undefined).
-
-_VAL = ffi.wasmtime_component_val_t
-_VAL_SIZE = ctypes.sizeof(_VAL)
-_OF = _VAL.of.offset
-_U8 = ffi.WASMTIME_COMPONENT_U8.value
-_LIST = ffi.WASMTIME_COMPONENT_LIST
-
-
-def is_bytes(ty: wc.ValType) -> bool:
-    return isinstance(ty, wc.ListType) and isinstance(ty.element, wc.U8)
-
-
-def lower_bytes(data: bytes, out: ctypes._Pointer[ffi.wasmtime_component_val_t]) -> None:
-    """Write ``data`` as a ``list<u8>`` value into ``out`` (which then owns the list and
-    is freed with wasmtime_component_val_delete, like any other value)."""
-    n = len(data)
-    raw = ffi.wasmtime_component_vallist_t()
-    ffi.wasmtime_component_vallist_new_uninit(raw, n)
-    if n:
-        base = ctypes.cast(raw.data, ctypes.POINTER(ctypes.c_uint8))
-        view = np.ctypeslib.as_array(base, shape=(n, _VAL_SIZE))
-        view.fill(0)
-        view[:, 0] = _U8
-        view[:, _OF] = np.frombuffer(data, dtype=np.uint8)
-    out.contents.kind = _LIST
-    out.contents.of.list = raw

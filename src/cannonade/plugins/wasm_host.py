@@ -33,7 +33,8 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as wc
 
 from cannonade.errors import PluginError
-from cannonade.plugins.wasm_abi import Export, is_bytes, lower_bytes
+from cannonade.plugins.wasm_abi import Export
+from cannonade.plugins.wasm_values import lift, lowering
 
 TICK_SECONDS = 0.010
 
@@ -98,15 +99,16 @@ def _ticks(deadline_ms: float) -> int:
 
 
 class _Func:
-    """An export resolved in one instance, with its types (looked up once, not per call)."""
+    """An export resolved in one instance, with how to lower each of its parameters
+    (chosen once here, not per call)."""
 
-    __slots__ = ("func", "params", "result")
+    __slots__ = ("func", "has_result", "lowerings")
 
     def __init__(self, store: Store, func: wc.Func) -> None:
         fty = func.type(store)
         self.func = func
-        self.params = [ty for _, ty in fty.params]
-        self.result = fty.result
+        self.lowerings = [lowering(ty) for _, ty in fty.params]
+        self.has_result = fty.result is not None
 
 
 class Sandbox:
@@ -158,34 +160,33 @@ class Sandbox:
             raise self._error(export, exc, time.monotonic() - started) from None
 
     def _call(self, store: Store, f: _Func, args: Sequence[Any]) -> Any:
-        # Func.__call__ without its per-call type lookups, and with list<u8> lowered by
-        # wasm_abi.lower_bytes instead of one ctypes call per byte.
+        # What wasmtime-py's Func.__call__ does, with the conversions of wasm_values.
         n = len(args)
         params = (ffi.wasmtime_component_val_t * n)()
         lowered = 0
         try:
-            for ty, arg in zip(f.params, args, strict=True):
-                slot = ctypes.pointer(params[lowered])
-                if isinstance(arg, bytes) and is_bytes(ty):
-                    lower_bytes(arg, slot)
-                else:
-                    ty.convert_to_c(store, arg, slot)
+            for lower, arg in zip(f.lowerings, args, strict=True):
+                lower(store, arg, ctypes.pointer(params[lowered]))
                 lowered += 1
             result = ffi.wasmtime_component_val_t()
-            has_result = f.result is not None
             store.set_epoch_deadline(self._deadline_ticks)
             error = ffi.wasmtime_component_func_call(
                 ctypes.byref(f.func._func),
                 store._context(),
                 params,
                 n,
-                ctypes.byref(result) if has_result else None,
-                1 if has_result else 0,
+                ctypes.byref(result) if f.has_result else None,
+                1 if f.has_result else 0,
             )
             if error:
                 raise WasmtimeError._from_ptr(error)
             # wasmtime >= 39 runs the post-return function itself as part of the call.
-            return f.result.convert_from_c(result) if f.result is not None else None
+            if not f.has_result:
+                return None
+            try:
+                return lift(result)
+            finally:
+                ffi.wasmtime_component_val_delete(ctypes.byref(result))
         finally:
             for i in range(lowered):
                 ffi.wasmtime_component_val_delete(ctypes.byref(params[i]))
