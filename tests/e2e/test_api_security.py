@@ -584,6 +584,45 @@ def test_loopback_without_a_token_starts_and_says_so(start_hq):
         assert c.get("/healthz").status_code == 200
 
 
+@contextlib.contextmanager
+def joined_agent(hq: Hq, log: Path, **env: str) -> Iterator[Path]:
+    """A real `cannonade agent` joined to ``hq``; yields the TMPDIR it was given, and
+    stops it (and removes that directory) on the way out."""
+    # Short: an ipc socket's path has at most 107 characters.
+    tmp = Path(tempfile.mkdtemp(prefix="cnd-api-"))
+    pub, res = hq.zmq_ports()
+    argv = [sys.executable, "-m", "cannonade", "agent", "--hq", "127.0.0.1", "--cannons", "1"]
+    argv += ["--publisher-port", str(pub), "--results-port", str(res), "--name", "e2e"]
+    with log.open("wb") as err:
+        agent = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=clean_env(TMPDIR=str(tmp), **env),
+        )
+    try:
+        with hq.client() as c:
+            deadline = time.monotonic() + 30
+            while c.get("/healthz").json()["agents"] < 1:
+                assert time.monotonic() < deadline, hq.stderr()
+                assert agent.poll() is None, log.read_text()
+                time.sleep(0.1)
+        yield tmp
+    finally:
+        stop(agent)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_the_agents_ipc_socket_is_in_a_directory_only_its_user_reaches(start_hq, tmp_path):
+    hq = start_hq()
+    with joined_agent(hq, tmp_path / "agent.err") as agent_tmp:
+        homes = list(agent_tmp.glob("cannonade-agent-*"))
+        assert len(homes) == 1, homes
+        assert stat.S_IMODE(homes[0].stat().st_mode) == 0o700
+        assert stat.S_ISSOCK((homes[0] / "cannons.ipc").stat().st_mode)
+
+
 def test_whoever_holds_the_token_runs_code_on_the_hq_host_and_the_agents(start_hq, tmp_path):
     """What SECURITY.md warns about, shown: a queued Python scenario (no --allow-exec
     needed) runs its import-time code on the HQ host (in the child process that checks
@@ -596,40 +635,54 @@ def test_whoever_holds_the_token_runs_code_on_the_hq_host_and_the_agents(start_h
         "    f\"{os.environ.get('API_E2E_WHERE')} {os.getuid()}\")\n"
     ).encode() + IDLE
     hq = start_hq(env=clean_env(API_E2E_WHERE="hq"))
-    pub, res = hq.zmq_ports()
-    # The agent's TMPDIR, short: an ipc socket path has at most 107 characters.
-    agent_tmp = Path(tempfile.mkdtemp(prefix="cnd-api-"))
-    argv = [sys.executable, "-m", "cannonade", "agent", "--hq", "127.0.0.1", "--cannons", "1"]
-    argv += ["--publisher-port", str(pub), "--results-port", str(res), "--name", "e2e"]
-    env = clean_env(API_E2E_WHERE="agent", TMPDIR=str(agent_tmp))
-    with (tmp_path / "agent.err").open("wb") as err:
-        agent = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
-        )
-    try:
-        with hq.client() as c:
-            deadline = time.monotonic() + 30
-            while c.get("/healthz").json()["agents"] < 1:
-                assert time.monotonic() < deadline, hq.stderr()
-                assert agent.poll() is None, (tmp_path / "agent.err").read_text()
-                time.sleep(0.1)
-            # The agent's ipc socket to its cannons is in a directory only its user reaches.
-            homes = list(agent_tmp.glob("cannonade-agent-*"))
-            assert len(homes) == 1, homes
-            assert stat.S_IMODE(homes[0].stat().st_mode) == 0o700
-            assert stat.S_ISSOCK((homes[0] / "cannons.ipc").stat().st_mode)
-            bundle = c.post("/api/v1/bundles", **upload("probe.py", scenario)).json()["id"]  # type: ignore[arg-type]
-            r = c.post("/api/v1/runs", json={"bundle": bundle, "users": "1", "hits": 1})
-            assert r.status_code == 201, r.text
-            run = r.json()["id"]
-            deadline = time.monotonic() + 60
-            while (status := c.get(f"/api/v1/runs/{run}").json()["status"]) not in FINAL:
-                assert time.monotonic() < deadline, hq.stderr()
-                time.sleep(0.2)
-            assert status == "finished", hq.stderr()
-    finally:
-        stop(agent)
-        shutil.rmtree(agent_tmp, ignore_errors=True)
+    with joined_agent(hq, tmp_path / "agent.err", API_E2E_WHERE="agent"), hq.client() as c:
+        bundle = c.post("/api/v1/bundles", **upload("probe.py", scenario)).json()["id"]  # type: ignore[arg-type]
+        r = c.post("/api/v1/runs", json={"bundle": bundle, "users": "1", "hits": 1})
+        assert r.status_code == 201, r.text
+        run = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while (status := c.get(f"/api/v1/runs/{run}").json()["status"]) not in FINAL:
+            assert time.monotonic() < deadline, hq.stderr()
+            time.sleep(0.2)
+        assert status == "finished", hq.stderr()
     seen = {p.read_text() for p in marks.iterdir()}
     assert f"hq {os.getuid()}" in seen, seen
     assert f"agent {os.getuid()}" in seen, seen
+
+
+# -- without a token, loopback is the only protection: what a browser can still do ------
+# A web page the HQ host's user opens can make the browser send requests to
+# 127.0.0.1:8081 (cross-site "simple" requests: form posts, text/plain bodies) and, via
+# DNS rebinding (its own host name resolving to 127.0.0.1), read the answers too. An HQ
+# without a token checks neither the Host nor the Origin header, so both get through.
+TOKENLESS_BROWSER = pytest.mark.xfail(
+    reason="a token-less HQ checks neither Host (DNS rebinding) nor Origin (cross-site"
+    " posts); /queue parses a text/plain body as JSON. The fix belongs in api/auth.py"
+    " (refuse a non-loopback Host or a foreign Origin when there is no token) but changes"
+    " what tests/unit/test_client.py's in-process app (Host 'hq', no token) relies on",
+    strict=True,
+)
+
+
+@TOKENLESS_BROWSER
+def test_a_tokenless_hq_answers_only_requests_for_a_loopback_host_name(start_hq):
+    hq = start_hq(token=False)
+    with hq.client(token=None) as c:
+        assert c.get("/healthz").status_code == 200
+        rebound = {"Host": f"rebind.attacker.example:{hq.address.rsplit(':', 1)[1]}"}
+        assert c.get("/api/v1/runs", headers=rebound).status_code in {400, 403, 421}
+        r = c.post("/upload", headers=rebound, **upload("s.py", IDLE))  # type: ignore[arg-type]
+        assert r.status_code in {400, 403, 421}, r.text
+
+
+@TOKENLESS_BROWSER
+def test_a_tokenless_hq_refuses_cross_site_posts(start_hq):
+    hq = start_hq(token=False)
+    foreign = {"Origin": "http://attacker.example"}
+    with hq.client(token=None) as c:
+        r = c.post("/upload", headers=foreign, **upload("s.py", IDLE))  # type: ignore[arg-type]
+        assert r.status_code == 403, r.text
+        binary = c.post("/upload", **upload("s.py", IDLE)).json()["binary"]  # type: ignore[arg-type]
+        job = f'{{"binary": "{binary}", "users": 1, "duration": 1}}'
+        r = c.post("/queue", content=job, headers={**foreign, "content-type": "text/plain"})
+        assert r.status_code in {403, 415}, r.text
