@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -107,10 +108,9 @@ class FlowRunner:
             elif isinstance(step, ThinkTime):
                 await asyncio.sleep(self._think(step))
             elif isinstance(step, Group):
-                loop = asyncio.get_running_loop()
-                t0 = loop.time()
+                t0 = time.perf_counter()
                 await self._steps(step.steps, vu, scope, think)
-                self._group_done(step.name, loop.time() - t0)
+                self._group_done(step.name, time.perf_counter() - t0)
 
     def _group_done(self, name: str, seconds: float) -> None:
         if self._recorder is None:

@@ -1,0 +1,100 @@
+"""YAML plans in loadr's format, run for real: `cannonade run PLAN.yaml` against the
+embedded target, through HQ, agent and cannons."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import cannonade_run
+
+pytestmark = pytest.mark.e2e
+
+PLANS = Path(__file__).parent.parent / "plans"
+
+
+def plan_dir(tmp_path, *names):
+    for name in names:
+        shutil.copy(PLANS / name, tmp_path / name)
+    return tmp_path
+
+
+def test_login_with_csv_users_extract_checks_and_thresholds(tmp_path, target):
+    d = plan_dir(tmp_path, "login.yaml", "users.csv")
+    r, s = cannonade_run(tmp_path, str(d / "login.yaml"), "--host", target.url, "--cannons", "2")
+    # "not the wrong user" fails on purpose: a failed check is counted, not fatal, and
+    # the thresholds (on the right-user check only) pass.
+    assert r.returncode == 0, r.stderr
+    m = s["metrics"]
+    stats = target.stats()["paths"]
+    assert m["http_reqs"]["count"] == stats["/login"] + stats["/private"] == 16
+    assert m["http_req_failed"]["passes"] == 0
+    assert m["checks"]["passes"] == 8 * 3
+    assert m["checks"]["fails"] == 8
+    assert m["group_duration"]["max"] >= m["group_duration"]["min"] > 0
+    verdicts = {t["metric"]: t["passed"] for t in s["cannonade"]["thresholds"]}
+    assert all(verdicts.values()), verdicts
+    assert len(verdicts) == 2
+
+
+def test_every_executor_runs_the_count_it_should(tmp_path, target):
+    d = plan_dir(tmp_path, "executors.yaml")
+    r, s = cannonade_run(tmp_path, str(d / "executors.yaml"), "--host", target.url)
+    assert r.returncode == 0, r.stderr
+    paths = target.stats()["paths"]
+    by_name = {x["name"]: x["count"] for x in s["cannonade"]["requests_by_name"]}
+    for n in range(1, 8):
+        assert by_name[f"/bytes/{n}"] == paths[f"/bytes/{n}"], n
+    assert paths["/bytes/5"] == 6  # per-vu-iterations: 3 VUs x 2
+    assert paths["/bytes/6"] == 7  # shared-iterations
+    assert paths["/bytes/7"] == 6  # cycles 1:2 with 2 hits
+    assert 35 <= paths["/bytes/3"] <= 41  # 20/s for 2 s
+    assert paths["/bytes/1"] > 10
+
+
+def test_an_invalid_plan_is_refused_before_any_load(tmp_path, target):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "scenarios:\n"
+        "  a:\n"
+        "    executor: constant-vus\n"
+        "    duration: 1s\n"
+        "    flow:\n"
+        "      - request: { url: '/x/${token}', retries: 2 }\n"
+        "      - js: 'session.sleep(1)'\n"
+    )
+    r, s = cannonade_run(tmp_path, str(bad), "--host", target.url)
+    assert r.returncode == 1
+    assert s is None
+    assert f"{bad}:6:25: undefined variable ${{token}}" in r.stderr
+    assert f"{bad}:6:40: unknown key 'retries'" in r.stderr
+    assert "unsupported loadr feature: js steps" in r.stderr
+    assert target.stats()["requests"] == 0
+    v = subprocess.run(
+        [sys.executable, "-m", "cannonade", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert v.returncode == 1
+    assert "3 problems" in v.stderr
+
+
+def test_schema_is_json_schema_and_validates_the_suite_plans():
+    import jsonschema
+    import yaml
+
+    out = subprocess.run(
+        [sys.executable, "-m", "cannonade", "schema"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    schema = json.loads(out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for plan in PLANS.glob("*.yaml"):
+        jsonschema.validate(yaml.safe_load(plan.read_text()), schema)
