@@ -98,3 +98,58 @@ def test_schema_is_json_schema_and_validates_the_suite_plans():
     jsonschema.Draft202012Validator.check_schema(schema)
     for plan in PLANS.glob("*.yaml"):
         jsonschema.validate(yaml.safe_load(plan.read_text()), schema)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    import socket
+    import time
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (scripts/test.sh installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_redis_plan_through_the_protocol_plugin(tmp_path, redis_url):
+    import os
+
+    pytest.importorskip("cannonade_redis")
+    d = plan_dir(tmp_path, "redis.yaml")
+    env = dict(os.environ, REDIS_URL=redis_url)
+    r, s = cannonade_run(tmp_path, str(d / "redis.yaml"), "--cannons", "2", env=env)
+    assert r.returncode == 0, r.stderr
+    m = s["metrics"]
+    assert m["redis_reqs"]["count"] == 30
+    assert m["http_req_failed"]["passes"] == 0
+    assert m["redis_docs"]["count"] > 0
+    assert m["checks"]["passes"] == 10
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.llen("seen") == 10
+        assert client.get("user:0:4") == b"v4"
+    finally:
+        client.close()

@@ -59,6 +59,7 @@ class Cannon:
         self.log: IO[bytes] | None = None
         self.recorder: Recorder | None = None
         self.receiver: tuple[AsyncPull, asyncio.Task[None]] | None = None
+        self.flow: FlowRunner | None = None  # a YAML plan's runner (its plugins to close)
 
     def reply(self, kind: str, **fields: Any) -> None:
         self.channel.send(_json.encode({"k": kind, **fields}))
@@ -129,6 +130,7 @@ class Cannon:
         self.run_id = str(cmd["run_id"])
         if flow is not None:
             flow.bind(recorder)
+            self.flow = flow
         self.engine = Engine(
             scenario, options, self.ship, partition=partition, recorder=recorder, run_setup=False
         )
@@ -207,6 +209,8 @@ class Cannon:
                 await asyncio.gather(task, return_exceptions=True)
         if self.receiver is not None:
             await stop_receiver(*self.receiver)
+        if self.flow is not None:
+            await self.flow.close()
         if self.engine is not None:
             self.engine.final_flush()
         if self.log is not None:

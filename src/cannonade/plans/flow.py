@@ -23,6 +23,7 @@ from cannonade.model.recorder import Recorder
 from cannonade.plans.extract import Body, extract, judge
 from cannonade.plans.model import DataSource, Group, Plan, Request, Scenario, Step, ThinkTime
 from cannonade.plans.template import Scope, TemplateError
+from cannonade.plugins.protocols import ProtocolHost
 from cannonade.scenarios.loader import LoadedScenario, ScenarioFn
 
 GROUP_DURATION = "group_duration"
@@ -65,6 +66,7 @@ class FlowRunner:
         self.rng = random.Random(seed)
         self._recorder: Recorder | None = None
         self._group_keys: dict[str, Key] = {}
+        self._protocols: ProtocolHost | None = None
 
     def scenario(self) -> LoadedScenario:
         fns = tuple(ScenarioFn(s.name, self._fn(s), 1.0) for s in self.plan.scenarios)
@@ -75,10 +77,17 @@ class FlowRunner:
     def bind(self, recorder: Recorder) -> None:
         """Declare the plan's custom metrics (and group_duration) in the cannon's recorder."""
         self._recorder = recorder
+        if _uses_plugins(self.plan):
+            self._protocols = ProtocolHost(recorder, self.plan.plugins)
         for name, kind in self.plan.metrics.items():
             recorder.define(name, _KINDS[kind])
         if _has_groups(self.plan):
             recorder.define(GROUP_DURATION, Kind.TREND)
+
+    async def close(self) -> None:
+        """Close the protocol plugins' connections (at the end of the run)."""
+        if self._protocols is not None:
+            await self._protocols.close()
 
     def _fn(self, scenario: Scenario) -> Callable[[VU], Awaitable[None]]:
         steps = scenario.steps
@@ -154,6 +163,9 @@ class FlowRunner:
             # A value the flow never extracted (its request failed): this request
             # cannot be made; it is an error of the iteration, named.
             raise TemplateError(f"request {step.name!r}: {missing}") from None
+        if step.protocol not in BUILTIN:
+            await self._plugin_request(step, vu, scope, url, headers, json_body, data)
+            return
         resp = await vu.http.request(
             step.method,
             url,
@@ -169,6 +181,12 @@ class FlowRunner:
             return
         answered = resp.status != 0
         body = Body(resp.status, resp.body if answered else b"", resp.headers if answered else None)
+        self._judge(step, vu, scope, body, answered, resp.elapsed)
+
+    def _judge(
+        self, step: Request, vu: VU, scope: Scope, body: Body, answered: bool, elapsed: float
+    ) -> None:
+        fixed = self.fixed
         for ex in step.extract:
             value = extract(ex, body) if answered else None
             if value is None:
@@ -178,16 +196,68 @@ class FlowRunner:
             scope.extracted[ex.name] = value
         failed_why = ""
         for c in step.asserts:
-            ok, why = judge(c, body, resp.elapsed, scope, fixed)
+            ok, why = judge(c, body, elapsed, scope, fixed)
             if not ok and not failed_why:
                 failed_why = f"{c.name}: {why}"
-        if failed_why and 0 < resp.status < 400:
+        if failed_why and step.protocol in BUILTIN and 0 < body.status < 400:
             vu.http.shared.slot(step.name, step.method).failed_asserts += 1
         for c in step.checks:
-            ok, _why = judge(c, body, resp.elapsed, scope, fixed)
+            ok, _why = judge(c, body, elapsed, scope, fixed)
             vu.check(ok, c.name)
         if failed_why:
             raise AssertionError(f"{step.name}: {failed_why}")
+
+    async def _plugin_request(
+        self,
+        step: Request,
+        vu: VU,
+        scope: Scope,
+        url: str,
+        headers: dict[str, str] | None,
+        json_body: Any,
+        data: Any,
+    ) -> None:
+        """A request to a protocol plugin (redis://, ...), in the seed's contract."""
+        host = self._protocols
+        assert host is not None  # bind() made it: the plan names a plugin protocol
+        if json_body is not None:
+            raw = json.dumps(json_body).encode()
+        elif isinstance(data, bytes):
+            raw = data
+        elif isinstance(data, str):
+            raw = data.encode()
+        elif data is not None:
+            raw = json.dumps(data).encode()
+        else:
+            raw = b""
+        options = step.plugin_options.render(scope, self.fixed) if step.plugin_options else {}
+        request = {
+            "name": step.name,
+            "method": step.method,
+            "url": url,
+            "headers": [[k, v] for k, v in (headers or {}).items()],
+            "body": raw,
+            "timeout_ms": int((step.timeout or 60.0) * 1000),
+            "options": options,
+        }
+        response = await host.call(step.protocol.lower(), request)
+        if not (step.extract or step.asserts or step.checks):
+            return
+        answered = not response.failed
+        head = {h[0]: h[1] for h in response.headers if len(h) == 2}
+        body = Body(response.status, response.body, head if answered else None)
+        self._judge(step, vu, scope, body, answered, response.duration)
+
+
+BUILTIN = frozenset({"http", "https"})
+
+
+def _uses_plugins(plan: Plan) -> bool:
+    return any(
+        isinstance(step, Request) and step.protocol not in BUILTIN
+        for s in plan.scenarios
+        for step in _all_steps(s.steps)
+    )
 
 
 def _params(value: Any) -> Any:
