@@ -664,6 +664,19 @@ TOKENLESS_BROWSER = pytest.mark.xfail(
 )
 
 
+def test_the_json_api_refuses_a_text_plain_body(start_hq):
+    # What a cross-site page can send without a CORS preflight is not JSON to FastAPI.
+    hq = start_hq(token=False)
+    with hq.client(token=None) as c:
+        bundle = c.post("/api/v1/bundles", **upload("s.py", IDLE)).json()["id"]  # type: ignore[arg-type]
+        body = f'{{"bundle": "{bundle}"}}'
+        r = c.post("/api/v1/runs", content=body, headers={"content-type": "text/plain"})
+        assert r.status_code == 422, r.text
+        assert c.get("/api/v1/runs").json()["runs"] == []
+        r = c.post("/api/v1/runs", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 201, r.text
+
+
 @TOKENLESS_BROWSER
 def test_a_tokenless_hq_answers_only_requests_for_a_loopback_host_name(start_hq):
     hq = start_hq(token=False)
