@@ -304,3 +304,27 @@ def test_many_calls_do_not_leak(extractor):
     # Each call lowers 1 KiB as 32 KiB of C values and lifts 1 KiB back: leaking either
     # would show as 5 to 160 MiB.
     assert grown_kib < 4096
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # 3.12+: fork with threads
+def test_deadlines_still_fire_in_a_forked_child(extractor):
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the deadline stopped the loop
+        code = 1
+        try:
+            extractor.extract(b"", [], "loop")
+        except PluginError as exc:
+            code = 0 if "deadline" in str(exc) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the child's call never hit its deadline")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -63,6 +64,9 @@ class Runtime:
         self.engine = new_engine()
         self.linker = wc.Linker(self.engine)
         self.linker.add_wasip2()
+        self.start_ticker()
+
+    def start_ticker(self) -> None:
         # A daemon thread, so a process with plugins loaded still exits; while wasm runs,
         # ctypes has released the GIL, so the ticker runs then.
         threading.Thread(target=self._tick, name="wasm-epoch", daemon=True).start()
@@ -91,6 +95,19 @@ def runtime() -> Runtime:
         if _runtime is None:
             _runtime = Runtime()
         return _runtime
+
+
+def _after_fork_in_child() -> None:
+    # A forked child keeps the engine and the plugins loaded before the fork, but not
+    # the ticker thread: without a new one no deadline would ever fire there.
+    global _runtime_lock
+    _runtime_lock = threading.Lock()
+    if _runtime is not None:
+        _runtime.start_ticker()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _ticks(deadline_ms: float) -> int:
