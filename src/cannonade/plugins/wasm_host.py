@@ -42,7 +42,7 @@ TICK_SECONDS = 0.010
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one plugin may use. Both apply per plugin instance."""
+    """What one plugin instance may use."""
 
     deadline_ms: float = 100.0
     memory_bytes: int = 64 * 1024 * 1024
