@@ -153,3 +153,52 @@ def test_a_redis_plan_through_the_protocol_plugin(tmp_path, redis_url):
         assert client.get("user:0:4") == b"v4"
     finally:
         client.close()
+
+
+WASM_PLAN = """
+name: wasm-plugins
+defaults: { http: { base_url: "http://127.0.0.1:1" } }
+plugins:
+  - { name: wx, path: wx.wasm }
+  - { name: wa, path: wa.wasm }
+scenarios:
+  s:
+    executor: per-vu-iterations
+    vus: 2
+    iterations: 3
+    flow:
+      - request:
+          name: login
+          method: POST
+          url: /login
+          body: { json: { username: "ada" } }
+          extract:
+            # the fixture's extract() returns the whole body for config "b"
+            - { type: plugin, plugin: wx, name: whole, config: "b" }
+          assert:
+            # and its check() passes a 2xx/3xx answered within a second
+            - { type: plugin, plugin: wa, config: "fast and fine" }
+      - request:
+          name: echo
+          method: POST
+          url: /echo
+          body: "${whole}"
+          checks:
+            - { type: body_contains, name: the token came through wasm, value: token }
+"""
+
+
+def test_a_plan_with_wasm_extractor_and_assertion_plugins(tmp_path, target):
+    wasmtime = pytest.importorskip("wasmtime")
+    wat = (Path(__file__).parent.parent / "fixtures" / "wasm" / "plugin.wat").read_text()
+    (tmp_path / "wx.wasm").write_bytes(wasmtime.wat2wasm(wat))
+    (tmp_path / "wa.wasm").write_bytes(wasmtime.wat2wasm(wat.replace('"extractor"', '"assertion"')))
+    plan = tmp_path / "wasm.yaml"
+    plan.write_text(WASM_PLAN)
+    r, s = cannonade_run(tmp_path, str(plan), "--host", target.url, "--cannons", "2")
+    assert r.returncode == 0, r.stderr
+    m = s["metrics"]
+    assert m["http_reqs"]["count"] == 12 == target.stats()["requests"]
+    assert m["http_req_failed"]["passes"] == 0
+    assert m["checks"]["passes"] == 6
+    assert m["checks"]["fails"] == 0

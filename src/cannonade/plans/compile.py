@@ -214,6 +214,8 @@ class _Compiler:
         self.data: dict[str, DataSource] = {}
         self.plugins: dict[str, dict[str, Any]] = {}
         self.files: list[str] = []
+        self.wasm: dict[str, str] = {}
+        self._plugin_paths: dict[str, str] = {}
 
     def problem(self, path: YPath, message: str, *, key: bool = False) -> None:
         self.problems.append(self.marks.at(path, message, key=key))
@@ -251,6 +253,7 @@ class _Compiler:
             plugins=self.plugins,
             secret_values=frozenset(v for v in self.secrets.values() if v),
             files=tuple(dict.fromkeys(self.files)),
+            wasm=self.wasm,
         )
 
     def _http(self) -> HttpOptions:
@@ -315,8 +318,46 @@ class _Compiler:
     def _plugins(self) -> None:
         for i, spec in enumerate(self.d.get("plugins") or []):
             self.plugins[str(spec["name"])] = dict(spec.get("config") or {})
-            if "path" in spec and not (self.base / str(spec["path"])).exists():
-                self.problem(("plugins", i, "path"), f"plugin path {spec['path']} does not exist")
+            if "path" in spec:
+                path = self.base / str(spec["path"])
+                if not path.exists():
+                    self.problem(
+                        ("plugins", i, "path"), f"plugin path {spec['path']} does not exist"
+                    )
+                self._plugin_paths[str(spec["name"])] = str(path)
+
+    def _wasm_plugin(self, name: str, path: YPath) -> None:
+        """Where the WASM plugin ``name`` is: the plan's ``path`` (a .wasm file, or a
+        folder with plugin.toml) or the installed plugin of that name."""
+        from cannonade.plugins import registry
+        from cannonade.plugins.manifest import read as read_manifest
+
+        if name in self.wasm:
+            return
+        given = self._plugin_paths.get(name)
+        try:
+            if given is not None:
+                p = Path(given)
+                if p.is_dir():
+                    manifest = read_manifest(p / "plugin.toml")
+                    wasm = p / manifest.entry
+                    self.files.extend([str(p / "plugin.toml"), str(wasm)])
+                else:
+                    wasm = p
+                    self.files.append(str(p))
+            else:
+                found = registry.find(name)
+                if found is None:
+                    self.problem(path, f"plugin {name!r} has no path and is not installed")
+                    return
+                wasm = found.entry_path
+        except CannonadeError as e:
+            self.problem(path, str(e))
+            return
+        if wasm.suffix != ".wasm":
+            self.problem(path, f"plugin {name!r}: {wasm} is not a .wasm component")
+            return
+        self.wasm[name] = str(wasm)
 
     def _thresholds(self) -> tuple[str, ...]:
         out = []
@@ -614,7 +655,7 @@ class _Compiler:
             right=str(raw.get("right", "")),
             attribute=str(raw.get("attribute", "")),
             plugin=str(raw.get("plugin", "")),
-            config=json.dumps(raw.get("config") or {}),
+            config=self._config_text(raw),
             default=raw.get("default"),
             has_default="default" in raw,
             compiled=compiled,
@@ -662,13 +703,21 @@ class _Compiler:
             expression=expression,
             value=value,
             plugin=str(raw.get("plugin", "")),
-            config=json.dumps(raw.get("config") or {}),
+            config=self._config_text(raw),
             compiled=compiled,
         )
+
+    def _config_text(self, raw: dict[str, Any]) -> str:
+        """What a WASM plugin's ``config`` parameter receives: the use's own config, else
+        the plan's ``plugins:`` entry's; text as written, anything else as JSON."""
+        config = raw["config"] if "config" in raw else self.plugins.get(str(raw.get("plugin")), {})
+        return config if isinstance(config, str) else json.dumps(config)
 
     def _check_plugin(self, name: str, path: YPath, kind: str) -> None:
         if name not in self.plugins:
             self.problem(path, f"unknown {kind} plugin {name!r}: list it under plugins")
+            return
+        self._wasm_plugin(name, path)
 
     def _jsonpath(self, expression: str, path: YPath) -> Any:
         try:

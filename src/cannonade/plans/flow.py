@@ -14,6 +14,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from cannonade.config import Partition
@@ -21,9 +22,19 @@ from cannonade.engine.vu import VU, RetireVU
 from cannonade.model.metrics import Key, Kind
 from cannonade.model.recorder import Recorder
 from cannonade.plans.extract import Body, extract, judge
-from cannonade.plans.model import DataSource, Group, Plan, Request, Scenario, Step, ThinkTime
+from cannonade.plans.model import (
+    Check,
+    DataSource,
+    Group,
+    Plan,
+    Request,
+    Scenario,
+    Step,
+    ThinkTime,
+)
 from cannonade.plans.template import Scope, TemplateError
 from cannonade.plugins.protocols import ProtocolHost
+from cannonade.plugins.wasm import WasmPlugin
 from cannonade.scenarios.loader import LoadedScenario, ScenarioFn
 
 GROUP_DURATION = "group_duration"
@@ -67,6 +78,7 @@ class FlowRunner:
         self._recorder: Recorder | None = None
         self._group_keys: dict[str, Key] = {}
         self._protocols: ProtocolHost | None = None
+        self._wasm: dict[str, WasmPlugin] = {}
 
     def scenario(self) -> LoadedScenario:
         fns = tuple(ScenarioFn(s.name, self._fn(s), 1.0) for s in self.plan.scenarios)
@@ -79,6 +91,9 @@ class FlowRunner:
         self._recorder = recorder
         if _uses_plugins(self.plan):
             self._protocols = ProtocolHost(recorder, self.plan.plugins)
+        for name, path in self.plan.wasm.items():
+            # Compiled (or read from the compile cache) once per cannon, before any load.
+            self._wasm[name] = WasmPlugin.load(Path(path))
         for name, kind in self.plan.metrics.items():
             recorder.define(name, _KINDS[kind])
         if _has_groups(self.plan):
@@ -186,9 +201,15 @@ class FlowRunner:
     def _judge(
         self, step: Request, vu: VU, scope: Scope, body: Body, answered: bool, elapsed: float
     ) -> None:
-        fixed = self.fixed
         for ex in step.extract:
-            value = extract(ex, body) if answered else None
+            if ex.kind == "plugin":
+                value = (
+                    self._wasm[ex.plugin].extract(body.raw, _pairs(body), ex.config)
+                    if answered
+                    else None
+                )
+            else:
+                value = extract(ex, body) if answered else None
             if value is None:
                 if ex.has_default:
                     scope.extracted[ex.name] = ex.default
@@ -196,16 +217,22 @@ class FlowRunner:
             scope.extracted[ex.name] = value
         failed_why = ""
         for c in step.asserts:
-            ok, why = judge(c, body, elapsed, scope, fixed)
+            ok, why = self._judge_one(c, body, elapsed, scope)
             if not ok and not failed_why:
                 failed_why = f"{c.name}: {why}"
         if failed_why and step.protocol in BUILTIN and 0 < body.status < 400:
             vu.http.shared.slot(step.name, step.method).failed_asserts += 1
         for c in step.checks:
-            ok, _why = judge(c, body, elapsed, scope, fixed)
+            ok, _why = self._judge_one(c, body, elapsed, scope)
             vu.check(ok, c.name)
         if failed_why:
             raise AssertionError(f"{step.name}: {failed_why}")
+
+    def _judge_one(self, c: Check, body: Body, elapsed: float, scope: Scope) -> tuple[bool, str]:
+        if c.kind == "plugin":
+            plugin = self._wasm[c.plugin]
+            return plugin.check(body.status, body.raw, _pairs(body), elapsed * 1000, c.config)
+        return judge(c, body, elapsed, scope, self.fixed)
 
     async def _plugin_request(
         self,
@@ -250,6 +277,15 @@ class FlowRunner:
 
 
 BUILTIN = frozenset({"http", "https"})
+
+
+def _pairs(body: Body) -> list[tuple[str, str]]:
+    h = body.headers
+    if h is None:
+        return []
+    if isinstance(h, dict):
+        return [(str(k), str(v)) for k, v in h.items()]
+    return [(name, value) for name in h for value in h.get_all(name)]
 
 
 def _uses_plugins(plan: Plan) -> bool:

@@ -114,4 +114,5 @@ class Plan:
     metrics: dict[str, str] = field(default_factory=dict)  # custom metric -> kind
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> config
     secret_values: frozenset[str] = frozenset()
-    files: tuple[str, ...] = ()  # other files it reads (request bodies), as paths
+    files: tuple[str, ...] = ()  # other files it reads (request bodies, plugins), as paths
+    wasm: dict[str, str] = field(default_factory=dict)  # plugin name -> its .wasm file
