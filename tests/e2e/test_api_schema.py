@@ -316,14 +316,6 @@ def zip_bytes(extract_version: int | None = None) -> bytearray:
     return bytearray(buf.getvalue())
 
 
-DAMAGED_ARCHIVES = pytest.mark.xfail(
-    reason="scenarios/archive.py lets zipfile's NotImplementedError (at upload) and"
-    " zlib.error / EOFError / ValueError (when a run unpacks it) escape as 500s:"
-    " _walk_zip and _read_zip catch only BadZipFile, OSError and RuntimeError",
-    strict=True,
-)
-
-
 @pytest.fixture
 def own_hq(tmp_path: Path) -> Iterator[Hq]:
     """An HQ of its own, for tests whose failures leave tracebacks in its output."""
@@ -335,7 +327,6 @@ def own_hq(tmp_path: Path) -> Iterator[Hq]:
         stop(server.popen)
 
 
-@DAMAGED_ARCHIVES
 def test_a_zip_of_an_unknown_version_is_a_400(own_hq):
     damaged = bytes(zip_bytes(extract_version=255))  # "zip file version 25.5"
     with httpx.Client(base_url=own_hq.url, headers=AUTH, timeout=60) as c:
@@ -344,7 +335,6 @@ def test_a_zip_of_an_unknown_version_is_a_400(own_hq):
             assert r.status_code == 400, f"{path}: {r.status_code}\n{own_hq.tail()}"
 
 
-@DAMAGED_ARCHIVES
 def test_a_zip_with_a_damaged_member_is_a_400_when_queued(own_hq):
     damaged = zip_bytes()
     start = 30 + len("main.py")  # the member's deflate stream, after its local header

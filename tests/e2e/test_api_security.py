@@ -471,12 +471,6 @@ def test_allow_exec_accepts_executables_and_test_runners(start_hq):
         assert r.status_code != 403, r.text
 
 
-@pytest.mark.xfail(
-    reason="the HQ's check unpacks the archive without file modes (scenarios/archive.unpack)"
-    " and service/worker.prepare_bundle does not chmod an exec entry, so `--exec` refuses it:"
-    " 400 'is not an executable file'. The agent itself chmods it (agent/agent.py).",
-    strict=True,
-)
 def test_allow_exec_queues_an_archive_whose_entry_is_an_executable(start_hq):
     hq = start_hq("--allow-exec")
     with hq.client() as c:
@@ -654,16 +648,7 @@ def test_whoever_holds_the_token_runs_code_on_the_hq_host_and_the_agents(start_h
 # A web page the HQ host's user opens can make the browser send requests to
 # 127.0.0.1:8081 (cross-site "simple" requests: form posts, text/plain bodies) and, via
 # DNS rebinding (its own host name resolving to 127.0.0.1), read the answers too. An HQ
-# without a token checks neither the Host nor the Origin header, so both get through.
-TOKENLESS_BROWSER = pytest.mark.xfail(
-    reason="a token-less HQ checks neither Host (DNS rebinding) nor Origin (cross-site"
-    " posts); /queue parses a text/plain body as JSON. The fix belongs in api/auth.py"
-    " (refuse a non-loopback Host or a foreign Origin when there is no token) but changes"
-    " what tests/unit/test_client.py's in-process app (Host 'hq', no token) relies on",
-    strict=True,
-)
-
-
+# without a token therefore answers only a loopback Host, and no foreign Origin.
 def test_the_json_api_refuses_a_text_plain_body(start_hq):
     # What a cross-site page can send without a CORS preflight is not JSON to FastAPI.
     hq = start_hq(token=False)
@@ -677,7 +662,6 @@ def test_the_json_api_refuses_a_text_plain_body(start_hq):
         assert r.status_code == 201, r.text
 
 
-@TOKENLESS_BROWSER
 def test_a_tokenless_hq_answers_only_requests_for_a_loopback_host_name(start_hq):
     hq = start_hq(token=False)
     with hq.client(token=None) as c:
@@ -688,7 +672,6 @@ def test_a_tokenless_hq_answers_only_requests_for_a_loopback_host_name(start_hq)
         assert r.status_code in {400, 403, 421}, r.text
 
 
-@TOKENLESS_BROWSER
 def test_a_tokenless_hq_refuses_cross_site_posts(start_hq):
     hq = start_hq(token=False)
     foreign = {"Origin": "http://attacker.example"}

@@ -336,3 +336,26 @@ def test_the_body_limit_ignores_a_content_length_that_is_not_a_number():
     sent, _ = drive(BodyLimit(inner, 100), http([(b"content-length", b"lots")]), big)
     assert sent[0]["status"] == 413  # still counted
     assert inner.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "status"),
+    [
+        ("127.0.0.1:8081", None, 200),
+        ("localhost:8081", None, 200),
+        ("[::1]:8081", None, 200),
+        ("127.0.0.2", None, 200),
+        ("rebind.attacker.example:8081", None, 403),  # DNS rebinding
+        ("10.0.0.5:8081", None, 403),
+        ("127.0.0.1:8081", "http://127.0.0.1:8081", 200),
+        ("127.0.0.1:8081", "http://localhost:3000", 200),
+        ("127.0.0.1:8081", "http://attacker.example", 403),  # a cross-site post
+        ("127.0.0.1:8081", "null", 403),
+    ],
+)
+def test_a_tokenless_gate_answers_loopback_hosts_from_no_other_site(host, origin, status):
+    headers = [(b"host", host.encode())]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    sent, _ = drive(TokenGate(Inner(), None), http(headers), BODY)
+    assert sent[0]["status"] == status

@@ -429,7 +429,8 @@ def app_client(tmp_path):
     def make(token=None, app_token=None, max_upload=10 * 1024 * 1024):
         config = ApiConfig(tmp_path / "hq.db", app_token, max_upload=max_upload)
         app = create_app(Api(config, Board()))
-        return HQClient("http://hq", token, transport=InProcess(app))
+        # A token-less HQ answers only loopback host names (DNS rebinding).
+        return HQClient("http://127.0.0.1:8081", token, transport=InProcess(app))
 
     return make
 

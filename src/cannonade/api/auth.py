@@ -63,7 +63,14 @@ def check_exposure(host: str, token: str | None) -> None:
 
 
 class TokenGate:
-    """ASGI middleware: every request needs the token (when one is set)."""
+    """ASGI middleware: every request needs the token (when one is set).
+
+    Without a token the API is reachable on loopback only, and loopback alone does not
+    keep out a web page the HQ host's user opens: it can post cross-site, and with DNS
+    rebinding (its own name resolving to 127.0.0.1) read the answers. So a token-less
+    HQ answers only requests whose Host is a loopback name, and refuses any request
+    whose Origin is not one.
+    """
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
@@ -71,34 +78,86 @@ class TokenGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A WebSocket handshake is a request too: gated like the rest.
-        if scope["type"] not in ("http", "websocket") or self.expected is None:
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        authorization = ""
+        authorization = host = origin = ""
         for name, value in scope.get("headers", ()):
-            if name == b"authorization":
+            # The first of a repeated header counts, as for any other reader of it.
+            if name == b"authorization" and not authorization:
                 authorization = value.decode("latin-1")
-                break
+            elif name == b"host" and not host:
+                host = value.decode("latin-1")
+            elif name == b"origin" and not origin:
+                origin = value.decode("latin-1")
+        if self.expected is None:
+            # No Host at all is no browser (they always send one): nothing to rebind.
+            if (not host or _loopback_host(host)) and (not origin or _loopback_origin(origin)):
+                await self.app(scope, receive, send)
+                return
+            await _refuse(
+                scope,
+                send,
+                403,
+                b'{"detail":"an HQ without a token answers only requests to a loopback'
+                b' address, from no other site"}',
+            )
+            return
         if token_matches(self.expected, authorization):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            # Closed before it is accepted: the server answers the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        body = b'{"detail":"a valid token is needed (Authorization: Bearer TOKEN)"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", CHALLENGE),
-                ],
-            }
+        await _refuse(
+            scope,
+            send,
+            401,
+            b'{"detail":"a valid token is needed (Authorization: Bearer TOKEN)"}',
+            [(b"www-authenticate", CHALLENGE)],
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+def _loopback_host(host: str) -> bool:
+    """Is a Host header's name (port dropped) a loopback address or ``localhost``?"""
+    name = host.strip()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_origin(origin: str) -> bool:
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and _loopback_host(rest.split("/", 1)[0])
+
+
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    if scope["type"] == "websocket":
+        # Closed before it is accepted: the server answers the handshake with 403.
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(extra or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:

@@ -178,7 +178,10 @@ def prepare_bundle(
         )
     if entry not in names:
         raise CannonadeError(f"the archive holds no file {entry!r}")
-    prepared = plan(req, bundle_kind(entry, (workdir / entry).read_bytes()), workdir / entry)
+    kind = bundle_kind(entry, (workdir / entry).read_bytes())
+    if kind == "exec":
+        (workdir / entry).chmod(0o700)  # archives keep no file modes; the agent does this too
+    prepared = plan(req, kind, workdir / entry)
     # The agents get the whole archive and unpack it; the plan came from its entry.
     archive = Bundle(record.filename, record.data, record.sha256)
     return dataclasses.replace(prepared, bundle=archive), entry
