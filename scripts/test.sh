@@ -7,10 +7,11 @@ bash scripts/bootstrap.sh test
 # the root pytest run (testpaths) can import them.
 .venv/bin/python -m pip install -q -e plugins/cannonade-redis
 echo "== ruff"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
-echo "== mypy (strict, src/)"
+.venv/bin/ruff check src tests bench plugins
+.venv/bin/ruff format --check src tests bench plugins
+echo "== mypy (strict, src/ and the plugins)"
 .venv/bin/mypy
+.venv/bin/mypy --strict plugins/cannonade-redis/src
 echo "== node (examples/runners/node-loads)"
 # The Node.js example runners need node and npm (apt on Debian, like bootstrap.sh) and
 # node-loads' node_modules from its package-lock.json; `npm ci` runs again only when
