@@ -202,3 +202,33 @@ def test_a_plan_with_wasm_extractor_and_assertion_plugins(tmp_path, target):
     assert m["http_req_failed"]["passes"] == 0
     assert m["checks"]["passes"] == 6
     assert m["checks"]["fails"] == 0
+
+
+@pytest.mark.parametrize(
+    "name", ["quickstart.yaml", "correlation.yaml", "scenarios-and-groups.yaml"]
+)
+def test_the_loadr_style_plans_run_and_pass(tmp_path, target, name):
+    d = plan_dir(tmp_path, name)
+    r, s = cannonade_run(tmp_path, str(d / name), "--host", target.url)
+    assert r.returncode == 0, r.stderr
+    m = s["metrics"]
+    assert m["http_reqs"]["count"] == target.stats()["requests"] > 0
+    assert m["http_req_failed"]["passes"] == 0
+    if "checks" in m:
+        assert m["checks"]["fails"] == 0, s["cannonade"]["errors"]
+    assert all(t["passed"] for t in s["cannonade"]["thresholds"])
+    if name == "correlation.yaml":
+        assert m["http_reqs"]["count"] == 12
+        assert m["checks"]["passes"] == 6 * 6
+    if name == "scenarios-and-groups.yaml":
+        assert target.stats()["paths"]["/bytes/9"] in range(18, 23)
+        assert m["group_duration"]["max"] > 0
+
+
+def test_a_websocket_block_sends_and_waits_for_its_messages(tmp_path, target):
+    d = plan_dir(tmp_path, "websocket.yaml")
+    r, s = cannonade_run(tmp_path, str(d / "websocket.yaml"), "--host", target.url)
+    assert r.returncode == 0, r.stderr
+    assert s["metrics"]["checks"]["passes"] == 4
+    assert s["metrics"]["checks"]["fails"] == 0
+    assert target.stats()["ws_messages"] == 8

@@ -27,13 +27,9 @@ def validate_command(args: argparse.Namespace) -> int:
         n = len(e.problems)
         print(f"{args.plan}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
         return EXIT_INVALID
-    names = ", ".join(f"{s.name} ({_executor(s.lane.model)})" for s in plan.scenarios)
+    names = ", ".join(f"{s.name} ({s.executor})" for s in plan.scenarios)
     print(f"{args.plan}: valid — {len(plan.scenarios)} scenario(s): {names}")
     return EXIT_OK
-
-
-def _executor(model: object) -> str:
-    return type(model).__name__
 
 
 def schema_command(args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ from cannonade.plans.source import Path as YPath
 from cannonade.plans.template import Ref, Structure, Template, TemplateError
 
 MAX_DATA_ROWS = 1_000_000
-BUILTIN_SCHEMES = ("http", "https")
+BUILTIN_SCHEMES = ("http", "https", "ws", "wss")
 
 # Which options each executor takes (beyond the common ones), and which it needs.
 _EXECUTORS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -400,7 +400,9 @@ class _Compiler:
         think = (
             self._think(raw["think_time"], (*path, "think_time")) if "think_time" in raw else None
         )
-        return Scenario(name, Lane(name, model, start, grace), steps, think, tuple(sorted(used)))
+        return Scenario(
+            name, Lane(name, model, start, grace), steps, think, tuple(sorted(used)), executor
+        )
 
     def _model(self, executor: str, raw: dict[str, Any], path: YPath) -> LoadModel:
         def dur(key: str, default: float = 0.0) -> float:
@@ -545,8 +547,9 @@ class _Compiler:
         url = self._template(raw["url"], (*path, "url"), extracted, used)
         scheme = url.source.split("://", 1)[0].lower() if "://" in url.source else "http"
         protocol = str(raw.get("protocol") or scheme)
-        if "ws" in raw or protocol in ("ws", "wss"):
-            self.problem(path, "unsupported loadr feature: ws request blocks")
+        ws = raw.get("ws") or {}
+        if protocol in ("ws", "wss") or "ws" in raw:
+            protocol = "ws"
         elif protocol not in BUILTIN_SCHEMES:
             self._check_protocol(protocol, (*path, "url"))
         body = raw.get("body")
@@ -614,6 +617,14 @@ class _Compiler:
                 self._structure(raw["plugin"], (*path, "plugin"), extracted, used)
                 if "plugin" in raw
                 else None
+            ),
+            ws_send=tuple(
+                self._structure(m, (*path, "ws", "send", i), extracted, used)
+                for i, m in enumerate(ws.get("send") or [])
+            ),
+            ws_receive=int(ws.get("receive_count", 0)),
+            ws_timeout=(
+                self.duration(ws["timeout"], (*path, "ws", "timeout")) if "timeout" in ws else 10.0
             ),
         )
 

@@ -178,6 +178,9 @@ class FlowRunner:
             # A value the flow never extracted (its request failed): this request
             # cannot be made; it is an error of the iteration, named.
             raise TemplateError(f"request {step.name!r}: {missing}") from None
+        if step.protocol == "ws":
+            await self._ws(step, vu, scope, url, headers)
+            return
         if step.protocol not in BUILTIN:
             await self._plugin_request(step, vu, scope, url, headers, json_body, data)
             return
@@ -220,7 +223,7 @@ class FlowRunner:
             ok, why = self._judge_one(c, body, elapsed, scope)
             if not ok and not failed_why:
                 failed_why = f"{c.name}: {why}"
-        if failed_why and step.protocol in BUILTIN and 0 < body.status < 400:
+        if failed_why and step.protocol in ("http", "https") and 0 < body.status < 400:
             vu.http.shared.slot(step.name, step.method).failed_asserts += 1
         for c in step.checks:
             ok, _why = self._judge_one(c, body, elapsed, scope)
@@ -233,6 +236,25 @@ class FlowRunner:
             plugin = self._wasm[c.plugin]
             return plugin.check(body.status, body.raw, _pairs(body), elapsed * 1000, c.config)
         return judge(c, body, elapsed, scope, self.fixed)
+
+    async def _ws(
+        self, step: Request, vu: VU, scope: Scope, url: str, headers: dict[str, str] | None
+    ) -> None:
+        """A ws: block: open, send each message, wait for ``receive_count`` messages;
+        checks read the last one. Measured by the WebSocket client's own metrics."""
+        fixed = self.fixed
+        last: bytes = b""
+        t0 = time.perf_counter()
+        async with vu.ws.connect(url, name=step.name, headers=headers) as session:
+            for message in step.ws_send:
+                value = message.render(scope, fixed)
+                await session.send(value if isinstance(value, str | bytes) else json.dumps(value))
+            for _ in range(step.ws_receive):
+                got = await asyncio.wait_for(session.recv(), step.ws_timeout)
+                last = got.encode() if isinstance(got, str) else got
+        if step.extract or step.asserts or step.checks:
+            body = Body(101, last, None)
+            self._judge(step, vu, scope, body, True, time.perf_counter() - t0)
 
     async def _plugin_request(
         self,
@@ -276,7 +298,7 @@ class FlowRunner:
         self._judge(step, vu, scope, body, answered, response.duration)
 
 
-BUILTIN = frozenset({"http", "https"})
+BUILTIN = frozenset({"http", "https", "ws"})
 
 
 def _pairs(body: Body) -> list[tuple[str, str]]:

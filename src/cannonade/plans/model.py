@@ -59,6 +59,9 @@ class Request:
     checks: tuple[Check, ...] = ()
     protocol: str = "http"
     plugin_options: Structure | None = None
+    ws_send: tuple[Structure, ...] = ()  # a ws: block's messages (objects go as JSON)
+    ws_receive: int = 0  # messages to wait for; the last one is the body checks read
+    ws_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class Scenario:
     steps: tuple[Step, ...]
     think_time: ThinkTime | None = None
     data_sources: tuple[str, ...] = ()  # sources its templates read
+    executor: str = ""  # as the plan names it
 
 
 @dataclass(frozen=True, slots=True)
