@@ -6,11 +6,16 @@ session, in a temporary directory; the tests share that plugin.
 """
 
 import importlib.util
+import os
 import runpy
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import cannonade_run
 
 from cannonade.errors import PluginError
 from cannonade.plugins.wasm import WasmPlugin
@@ -79,3 +84,76 @@ def test_the_manifest_matches_the_plugin():
     assert manifest["kind"] == "extractor"
     assert manifest["type"] == "wasm"
     assert manifest["entry"] == "uppercase_extractor.wasm"
+
+
+LOGIN_THROUGH_WASM = """
+name: login-through-wasm
+defaults: { http: { base_url: "http://127.0.0.1:1" } }
+plugins:
+  - { name: uppercase-extractor }   # installed on the agents (too big to ship with a plan)
+scenarios:
+  members:
+    executor: per-vu-iterations
+    vus: 2
+    iterations: 2
+    flow:
+      - request:
+          name: login
+          method: POST
+          url: /login
+          body: { json: { username: "ada" } }
+          extract:
+            - type: plugin
+              plugin: uppercase-extractor
+              name: token
+              config: { left: '"token":"', right: '"', upper: false }
+      - request:
+          name: private
+          url: /private
+          headers: { Authorization: "Bearer ${token}" }
+          checks: [ { type: status, equals: 200 } ]
+thresholds:
+  checks: ["rate==1"]
+"""
+
+
+@pytest.mark.timeout(600)
+def test_a_login_plan_takes_its_token_through_the_wasm_extractor(built, tmp_path, target):
+    # The plugin is installed (cannonade plugin install) where the agents look for
+    # plugins; the plan names it, the cannons load it, the token flows to /private.
+    out, _, _ = built
+    plugin_dir = tmp_path / "src"
+    plugin_dir.mkdir()
+    shutil.copy(EXAMPLE / "plugin.toml", plugin_dir / "plugin.toml")
+    shutil.copy(out, plugin_dir / "uppercase_extractor.wasm")
+    env = dict(
+        os.environ,
+        CANNONADE_PLUGIN_DIR=str(tmp_path / "plugins"),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+    )
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cannonade",
+            "plugin",
+            "install",
+            str(plugin_dir),
+            "--allow-untrusted",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert installed.returncode == 0, installed.stderr
+    plan = tmp_path / "login.yaml"
+    plan.write_text(LOGIN_THROUGH_WASM)
+    r, s = cannonade_run(
+        tmp_path, str(plan), "--host", target.url, "--cannons", "1", env=env, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    m = s["metrics"]
+    assert m["checks"]["passes"] == 4
+    assert target.stats()["paths"]["/private"] == 4

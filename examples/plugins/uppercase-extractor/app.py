@@ -3,7 +3,8 @@
 The Python twin of loadr's Rust example. componentize-py turns this module into a WASM
 component for the `extractor-plugin` world of cannonade's loadr.wit (see build.sh).
 Config: {"left": "token=", "right": ";"} extracts what lies between the first `left`
-and the next `right`.
+and the next `right`, upper-cased; with "upper": false it keeps the case (a plain
+boundary extractor, which the suite uses to carry a login token through WASM).
 """
 
 import json
@@ -39,4 +40,5 @@ class Extractor(exports.Extractor):
         end = text.find(right, start)
         if end < 0:
             return None
-        return text[start:end].upper()
+        found = text[start:end]
+        return found if cfg.get("upper", True) is False else found.upper()
