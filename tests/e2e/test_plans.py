@@ -232,3 +232,81 @@ def test_a_websocket_block_sends_and_waits_for_its_messages(tmp_path, target):
     assert s["metrics"]["checks"]["passes"] == 4
     assert s["metrics"]["checks"]["fails"] == 0
     assert target.stats()["ws_messages"] == 8
+
+
+ECHO_PLUGIN = '''
+"""A protocol plugin installed as a directory: echo:// answers with its options."""
+import json
+
+
+class Echo:
+    def __init__(self, config):
+        self.prefix = config.get("prefix", "")
+        self.closed = False
+
+    async def execute(self, request):
+        text = self.prefix + json.dumps(request["options"])
+        return {"status": 1, "status_text": "OK", "headers": [], "body": text,
+                "error": None, "extras": {"docs": 1}}
+
+    async def close(self):
+        self.closed = True
+
+
+def create(config):
+    return Echo(config)
+'''
+
+ECHO_PLAN = """
+name: echo-plugin
+plugins:
+  - { name: echo, config: { prefix: "echo:" } }
+scenarios:
+  s:
+    executor: per-vu-iterations
+    vus: 2
+    iterations: 3
+    flow:
+      - request:
+          name: say
+          url: "echo://anywhere/"
+          plugin: { said: "hi ${vu}" }
+          checks: [ { type: body_contains, name: echoed, value: "echo:" } ]
+          extract: [ { type: boundary, name: said, left: 'said": "', right: '"' } ]
+      - request:
+          name: again
+          url: "echo://anywhere/"
+          plugin: { back: "${said}" }
+          checks: [ { type: body_contains, name: carried, value: "hi " } ]
+"""
+
+
+def test_a_python_protocol_plugin_installed_as_a_directory(tmp_path):
+    src = tmp_path / "echo-src"
+    src.mkdir()
+    (src / "echo_plugin.py").write_text(ECHO_PLUGIN)
+    (src / "plugin.toml").write_text(
+        '[plugin]\nname = "echo"\nversion = "0.1.0"\nkind = "protocol"\ntype = "python"\n'
+        'entry = "echo_plugin:create"\nschemes = ["echo"]\ndescription = "echo test"\n'
+    )
+    import os
+
+    env = dict(os.environ, CANNONADE_PLUGIN_DIR=str(tmp_path / "plugins"))
+    installed = subprocess.run(
+        [sys.executable, "-m", "cannonade", "plugin", "install", str(src), "--allow-untrusted"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert installed.returncode == 0, installed.stderr
+    plan = tmp_path / "echo.yaml"
+    plan.write_text(ECHO_PLAN)
+    r, s = cannonade_run(tmp_path, str(plan), "--cannons", "2", env=env)
+    assert r.returncode == 0, r.stderr
+    m = s["metrics"]
+    assert m["echo_reqs"]["count"] == 12
+    assert m["echo_docs"]["count"] == 12
+    assert m["checks"]["passes"] == 12
+    assert m["checks"]["fails"] == 0

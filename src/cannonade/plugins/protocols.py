@@ -17,19 +17,24 @@ The contract (loadr's FfiRequest/FfiResponse, as Python objects) is in docs/plug
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 from time import perf_counter
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cannonade.errors import PluginError
 from cannonade.model.metrics import HTTP_REQ_FAILED, Key, Kind
 from cannonade.model.recorder import FALSE, TRUE, Recorder, Samples
+
+if TYPE_CHECKING:
+    from cannonade.plugins.registry import InstalledPlugin
 
 GROUP = "cannonade.protocols"
 # Served by cannonade itself. A plugin claiming one is ignored: a package must not be able
@@ -101,12 +106,15 @@ class ProtocolResponse:
 # -- finding and routing ---------------------------------------------------------------
 
 
-def discover() -> dict[str, EntryPoint]:
-    """The installed protocol plugins by scheme. Nothing is imported until it is used, so
-    a broken plugin only breaks the plans that use it."""
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=GROUP):
-        scheme = ep.name.lower()
+def discover() -> dict[str, Loadable]:
+    """The installed protocol plugins by scheme: Python packages' entry points, then
+    plugins installed with ``cannonade plugin install`` (``type = "python"``). Nothing is
+    imported until it is used, so a broken plugin only breaks the plans that use it."""
+    found: dict[str, Loadable] = {}
+    candidates: list[tuple[str, Loadable]] = [(ep.name, ep) for ep in entry_points(group=GROUP)]
+    candidates += _installed_python()
+    for name, ep in candidates:
+        scheme = name.lower()
         if scheme in BUILTIN_SCHEMES:
             log.warning(
                 "protocol plugin %s claims the built-in scheme %r: ignored", ep.value, scheme
@@ -123,6 +131,50 @@ def discover() -> dict[str, EntryPoint]:
         else:
             found[scheme] = ep
     return found
+
+
+class DirectoryEntry:
+    """A Python protocol plugin installed as a directory (plugin.toml): its entry file
+    imported from there, under a module name of its own."""
+
+    def __init__(self, plugin: InstalledPlugin) -> None:
+        self.plugin = plugin
+
+    @property
+    def value(self) -> str:
+        return f"{self.plugin.directory}/{self.plugin.manifest.entry}"
+
+    def load(self) -> Any:
+        path = self.plugin.entry_path
+        attribute = self.plugin.manifest.entry_attribute or "create"
+        module_name = f"cannonade_plugin_{self.plugin.name.replace('-', '_')}"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise PluginError(f"{path}: cannot be imported")
+        module = importlib.util.module_from_spec(spec)
+        # Its own helper modules, beside the entry, must import as they would in place.
+        folder = str(self.plugin.directory)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        return getattr(module, attribute)
+
+
+def _installed_python() -> list[tuple[str, Loadable]]:
+    from cannonade.plugins import registry
+
+    out: list[tuple[str, Loadable]] = []
+    try:
+        plugins = registry.installed()
+    except (PluginError, OSError) as e:
+        log.warning("installed plugins cannot be listed: %s", e)
+        return out
+    for plugin in plugins:
+        m = plugin.manifest
+        if m.kind == "protocol" and m.type == "python":
+            out.extend((scheme, DirectoryEntry(plugin)) for scheme in m.schemes or (m.name,))
+    return out
 
 
 def scheme_of(url: str) -> str:
