@@ -105,3 +105,51 @@ thresholds:
         "threshold",
     ):
         assert expected in text, (expected, text)
+
+
+def test_scenario_and_group_filters_resolve_through_the_plans_names(tmp_path):
+    from cannonade.model.aggregate import Aggregator
+    from cannonade.model.metrics import IntervalDelta, Key, SourceId
+    from cannonade.model.summary import RunInfo, compute_summary
+    from cannonade.model.thresholds import parse_threshold
+
+    p = write(
+        tmp_path,
+        """
+scenarios:
+  web:
+    executor: per-vu-iterations
+    iterations: 1
+    flow:
+      - group: { name: cart, steps: [ { request: { name: add, url: /a } } ] }
+      - request: { name: home, url: / }
+  api:
+    executor: per-vu-iterations
+    iterations: 1
+    flow: [ { request: { name: inventory, url: /i } } ]
+""",
+    )
+    plan = load_plan(p, env={})
+    assert plan.tag_index["scenario"]["web"]["requests"] == ["add", "home"]
+    assert plan.tag_index["group"]["cart"]["requests"] == ["add"]
+    agg = Aggregator()
+    delta = IntervalDelta(SourceId("a", 0), 0, 1)
+    delta.counters = {
+        Key("http_reqs", "add", "GET"): 2.0,
+        Key("http_reqs", "home", "GET"): 3.0,
+        Key("http_reqs", "inventory", "GET"): 7.0,
+    }
+    agg.add(delta)
+    exprs = {
+        "http_reqs{scenario:web}:count==5": True,
+        "http_reqs{scenario:api}:count==7": True,
+        "http_reqs{group:cart}:count==2": True,
+        "http_reqs{scenario:web,group:cart}:count==2": True,
+        "http_reqs{scenario:api}:count==5": False,
+    }
+    info = RunInfo(started=0.0, ended=1.0, options={"tag_index": plan.tag_index})
+    summary = compute_summary(agg, info, [parse_threshold(e) for e in exprs])
+    got = {r.threshold.source: r.passed for r in summary.thresholds}
+    assert got == exprs
+    # Shown as written, not as the names they resolved to.
+    assert {r.threshold.selector for r in summary.thresholds} >= {"http_reqs{scenario:web}"}

@@ -57,6 +57,7 @@ class Prepared:
     runner: dict[str, Any] | None = None  # --test-runner: argv, hits, duration
     legacy: str | None = None  # a loads-style MODULE.Class.test_method
     entry: str | None = None  # an archive bundle: the file in it to run
+    tag_index: dict[str, Any] | None = None  # a YAML plan's scenario/group tags
 
 
 def build_cluster(a: argparse.Namespace) -> Cluster:
@@ -155,7 +156,9 @@ def _prepare_plan(args: argparse.Namespace, options: EngineOptions, cluster: Clu
     thresholds = tuple(parse_threshold(e) for e in exprs)
     bundle, entry = plan_bundle(Path(args.scenario), plan)
     scenario = LoadedScenario(path=args.scenario, sha256=bundle.sha256, scenarios=())
-    return Prepared(scenario, opts, thresholds, bundle, cluster, exprs, entry=entry)
+    return Prepared(
+        scenario, opts, thresholds, bundle, cluster, exprs, entry=entry, tag_index=plan.tag_index
+    )
 
 
 def plan_bundle(path: Path, plan: Plan) -> tuple[Bundle, str | None]:
@@ -269,6 +272,15 @@ def wire_options(prepared: Prepared) -> dict[str, Any]:
 
 
 def options_view(prepared: Prepared) -> dict[str, object]:
+    view = _options_view(prepared)
+    if prepared.tag_index is not None:
+        # Stored with the run, so thresholds filtered by scenario or group are judged
+        # the same when the run is shown or reported later.
+        view["tag_index"] = prepared.tag_index
+    return view
+
+
+def _options_view(prepared: Prepared) -> dict[str, object]:
     if prepared.runner is not None:
         view = describe_options(prepared.options)
         view["test_runner"] = prepared.runner

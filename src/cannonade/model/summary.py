@@ -41,6 +41,7 @@ from cannonade.model.thresholds import (
     select_rate,
     select_total,
     select_trend,
+    with_tag_index,
 )
 
 # Shown in their own sections (status codes, transport errors) rather than as metrics:
@@ -313,6 +314,9 @@ def compute_summary(
     aggregator: Aggregator, info: RunInfo, thresholds: Sequence[Threshold] = ()
 ) -> Summary:
     duration = info.duration
+    index = info.options.get("tag_index") if isinstance(info.options, Mapping) else None
+    if isinstance(index, Mapping):  # a YAML plan's scenario/group tags
+        thresholds = [with_tag_index(t, index) for t in thresholds]
     results = evaluate(thresholds, aggregator, duration)
 
     by_selector: dict[tuple[str, Filters], list[ThresholdResult]] = {}

@@ -24,6 +24,7 @@ with "no samples", except counters, whose count is then 0.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import re
@@ -47,7 +48,13 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 
 # Canonical order: filters are stored in this order whatever order they were written
 # in, so two spellings of the same selection are one submetric.
-FILTER_FIELDS = ("name", "method", "status", "tag")
+FILTER_FIELDS = ("name", "method", "status", "tag", "scenario", "group")
+# Tags a YAML plan gives its samples. They are not stored per sample: the plan knows
+# which request, check, group and scenario names each scenario and group uses, and a
+# filter on them is resolved through that index (see with_tag_index).
+TAG_FIELDS = ("scenario", "group")
+_NAMES = "names"  # the resolved form of a tag filter: a set of names, \x1f-separated
+_NONE = "\x00"  # the resolved form when nothing carries the tag
 
 AGGS_BY_KIND: dict[Kind, tuple[str, ...]] = {
     Kind.TREND: ("avg", "min", "max", "med", "p(N)"),
@@ -85,6 +92,7 @@ class Threshold:
     value: float
     condition: str = ""
     unit: str = ""
+    display: str = ""  # the selector as written, when filters were resolved from tags
 
     @property
     def percentile(self) -> float | None:
@@ -95,7 +103,7 @@ class Threshold:
     @property
     def selector(self) -> str:
         """``metric{name:x,method:GET}``: the (sub)metric this threshold is about."""
-        return selector_name(self.metric, self.filters)
+        return self.display or selector_name(self.metric, self.filters)
 
     def check(self, measured: float) -> bool:
         return OPS[self.op](measured, self.value)
@@ -388,7 +396,48 @@ def resolve(metric: str, filters: Filters) -> tuple[str, Filters]:
 
 
 def _matches(key: Key, filters: Filters) -> bool:
-    return all(getattr(key, field_name) == value for field_name, value in filters)
+    for field_name, value in filters:
+        if field_name == _NAMES:
+            if key.name not in value.split("\x1f"):
+                return False
+        elif field_name in TAG_FIELDS:
+            return False  # never resolved: no index, so nothing carries the tag
+        elif getattr(key, field_name) != value:
+            return False
+    return True
+
+
+# Which names a tag selects, by the family of the metric filtered.
+_BY_SCENARIO_NAME = frozenset(
+    {"iterations", "iteration_duration", "iteration_errors", "interrupted_iterations"}
+)
+
+
+def with_tag_index(
+    t: Threshold, index: Mapping[str, Mapping[str, Mapping[str, Sequence[str]]]]
+) -> Threshold:
+    """``t`` with its ``scenario``/``group`` filters resolved into the set of names that
+    carry the tag, from a plan's index ``{field: {value: {family: [names]}}}`` (families:
+    ``requests``, ``checks``, ``groups``, ``scenarios``)."""
+    tags = [(f, v) for f, v in t.filters if f in TAG_FIELDS]
+    if not tags:
+        return t
+    allowed: set[str] | None = None
+    family = (
+        "scenarios"
+        if t.metric in _BY_SCENARIO_NAME
+        else "checks"
+        if t.metric == "checks"
+        else "groups"
+        if t.metric == "group_duration"
+        else "requests"
+    )
+    for field_name, value in tags:
+        names = set((index.get(field_name) or {}).get(value, {}).get(family, ()))
+        allowed = names if allowed is None else allowed & names
+    rest = tuple((f, v) for f, v in t.filters if f not in TAG_FIELDS)
+    resolved = "\x1f".join(sorted(allowed)) if allowed else _NONE
+    return dataclasses.replace(t, filters=(*rest, (_NAMES, resolved)), display=t.selector)
 
 
 def select_trend(aggregator: Aggregator, metric: str, filters: Filters = ()) -> Histogram:

@@ -239,6 +239,8 @@ class _Compiler:
         scenarios = tuple(
             self._scenario(name, raw) for name, raw in (d.get("scenarios") or {}).items()
         )
+        tags = tag_index(scenarios)
+        self._check_tag_filters(tags)
         fixed = {"env": self.env, "vars": self.variables, "secrets": self.secrets}
         return Plan(
             file=self.marks.file,
@@ -254,6 +256,7 @@ class _Compiler:
             secret_values=frozenset(v for v in self.secrets.values() if v),
             files=tuple(dict.fromkeys(self.files)),
             wasm=self.wasm,
+            tag_index=tags,
         )
 
     def _http(self) -> HttpOptions:
@@ -371,6 +374,38 @@ class _Compiler:
                     continue
                 out.append(text)
         return tuple(out)
+
+    def _check_tag_filters(self, tags: TagIndex) -> None:
+        """A ``{scenario:x}`` or ``{group:g}`` filter selects samples by their names: it
+        must name a scenario or group that exists, and its names must be its own."""
+        for metric_key, exprs in (self.d.get("thresholds") or {}).items():
+            for i, expr in enumerate(exprs):
+                try:
+                    t = parse_threshold(metric_key, expr)
+                except CannonadeError:
+                    continue  # reported by _thresholds
+                for field, value in t.filters:
+                    if field not in ("scenario", "group"):
+                        continue
+                    known = tags.get(field, {})
+                    where: YPath = ("thresholds", metric_key, i)
+                    if value not in known:
+                        have = ", ".join(sorted(known)) or "none"
+                        self.problem(where, f"{field} {value!r} is not in the plan ({have})")
+                        continue
+                    for family, names in known[value].items():
+                        for other, entry in known.items():
+                            shared = (
+                                set(names) & set(entry.get(family, ())) if other != value else set()
+                            )
+                            if shared and family != "scenarios":
+                                self.problem(
+                                    where,
+                                    f"{field} filter {value!r}: {family[:-1]} name"
+                                    f" {sorted(shared)[0]!r} is also in {field} {other!r};"
+                                    " give it a name of its own to filter by "
+                                    f"{field}",
+                                )
 
     # -- scenarios --------------------------------------------------------------------------
     def _scenario(self, name: str, raw: dict[str, Any]) -> Scenario:
@@ -747,6 +782,42 @@ class _Compiler:
         except re.error as e:
             self.problem(path, f"not a regular expression: {expression!r} ({e})")
             return None
+
+
+TagIndex = dict[str, dict[str, dict[str, list[str]]]]
+
+
+def tag_index(scenarios: tuple[Scenario, ...]) -> TagIndex:
+    """Which request, check, group and scenario names carry each scenario and group tag
+    (thresholds filter on them through this; see model.thresholds.with_tag_index)."""
+    by: dict[str, dict[str, dict[str, set[str]]]] = {"scenario": {}, "group": {}}
+
+    def entry(field: str, value: str) -> dict[str, set[str]]:
+        return by[field].setdefault(
+            value, {"requests": set(), "checks": set(), "groups": set(), "scenarios": set()}
+        )
+
+    def walk(steps: tuple[Step, ...], owners: list[dict[str, set[str]]]) -> None:
+        for step in steps:
+            if isinstance(step, Request):
+                for e in owners:
+                    e["requests"].add(step.name)
+                    e["checks"].update(c.name for c in step.checks)
+            elif isinstance(step, Group):
+                group = entry("group", step.name)
+                group["groups"].add(step.name)
+                for e in owners:
+                    e["groups"].add(step.name)
+                walk(step.steps, [*owners, group])
+
+    for s in scenarios:
+        mine = entry("scenario", s.name)
+        mine["scenarios"].add(s.name)
+        walk(s.steps, [mine])
+    return {
+        field: {value: {k: sorted(v) for k, v in fam.items()} for value, fam in values.items()}
+        for field, values in by.items()
+    }
 
 
 def _collect_extracted(flow: list[Any], out: set[str]) -> None:

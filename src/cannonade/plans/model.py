@@ -120,3 +120,5 @@ class Plan:
     secret_values: frozenset[str] = frozenset()
     files: tuple[str, ...] = ()  # other files it reads (request bodies, plugins), as paths
     wasm: dict[str, str] = field(default_factory=dict)  # plugin name -> its .wasm file
+    # scenario/group tag -> the names carrying it, by family (for threshold filters)
+    tag_index: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
