@@ -267,7 +267,7 @@ def test_threshold_error_is_a_config_error():
         ("http_req_duration{name}:avg<1", "filter 'name' has no ':' (expected tag:value)"),
         (
             "http_req_duration{url:/a}:avg<1",
-            "unknown filter 'url' (expected name, method, status or tag)",
+            "unknown filter 'url' (expected name, method, status, tag, scenario or group)",
         ),
         ("http_req_duration{name:/a,name:/b}:avg<1", "filter 'name' is given twice"),
         ("http_req_duration{name:}:avg<1", "filter 'name' has an empty value"),
