@@ -310,3 +310,31 @@ def test_a_python_protocol_plugin_installed_as_a_directory(tmp_path):
     assert m["echo_docs"]["count"] == 12
     assert m["checks"]["passes"] == 12
     assert m["checks"]["fails"] == 0
+
+
+@pytest.mark.parametrize("iterations", [3, 5])
+def test_a_shared_data_source_gives_each_row_to_exactly_one_iteration(tmp_path, target, iterations):
+    # 12 rows, 4 VUs over 2 cannons: every row is taken exactly once, whichever cannon
+    # holds the VU (cannon k of N takes rows k, k+N, ...). With 5 iterations each, the
+    # rows run out first: on_eof: stop retires the VUs, with no error.
+    (tmp_path / "rows.csv").write_text("n\n" + "".join(f"{i}\n" for i in range(1, 13)))
+    plan = tmp_path / "rows.yaml"
+    plan.write_text(
+        "data:\n"
+        "  rows: { type: csv, path: rows.csv, mode: shared, on_eof: stop }\n"
+        "scenarios:\n"
+        "  s:\n"
+        "    executor: per-vu-iterations\n"
+        "    vus: 4\n"
+        f"    iterations: {iterations}\n"
+        "    flow: [ { request: { name: row, url: '/bytes/${data.rows.n}' } } ]\n"
+    )
+    r, s = cannonade_run(tmp_path, str(plan), "--host", target.url, "--cannons", "2")
+    assert r.returncode == 0, r.stderr
+    paths = target.stats()["paths"]
+    assert {p: n for p, n in paths.items() if p.startswith("/bytes/")} == {
+        f"/bytes/{i}": 1 for i in range(1, 13)
+    }
+    assert s["metrics"]["http_reqs"]["count"] == 12
+    assert s["metrics"]["iterations"]["count"] == 12
+    assert "iteration_errors" not in s["metrics"]
