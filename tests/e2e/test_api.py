@@ -311,3 +311,36 @@ def test_the_queue_survives_sigkill_of_the_hq(service, target):
     assert [r["status"] for r in runs] == ["finished", "finished"]
     assert [r["summary"]["metrics"]["http_reqs"]["count"] for r in runs] == [2, 3]
     assert target.stats()["paths"]["/bytes/7"] == 5
+
+
+def test_a_yaml_plan_with_its_data_runs_from_an_archive(service, target):
+    service.start_hq()
+    service.agent("a1", cannons=2)
+    service.wait_agents(1)
+    buf = io.BytesIO()
+    plan = (
+        "data:\n  rows: { type: csv, path: rows.csv, mode: shared, on_eof: stop }\n"
+        "scenarios:\n  s:\n    executor: per-vu-iterations\n    vus: 2\n    iterations: 3\n"
+        "    flow: [ { request: { name: row, url: '/bytes/${data.rows.n}' } } ]\n"
+    )
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in (("plan.yaml", plan), ("rows.csv", "n\n1\n2\n3\n4\n5\n6\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with service.http() as c:
+        bundle = upload(c, "plan.tgz", buf.getvalue())
+        r = c.post("/api/v1/runs", json={"bundle": bundle["id"], "host": target.url})
+        assert r.status_code == 201, r.text
+        run = service.wait_final(r.json()["id"])
+        assert run["status"] == "finished", run
+        assert run["summary"]["metrics"]["http_reqs"]["count"] == 6
+        refused = c.post(
+            "/api/v1/runs", json={"bundle": bundle["id"], "host": target.url, "users": "3"}
+        )
+        assert refused.status_code == 400
+        assert "a plan's scenarios set its load" in refused.json()["detail"]
+    assert sorted(p for p in target.stats()["paths"] if p.startswith("/bytes/")) == [
+        f"/bytes/{i}" for i in range(1, 7)
+    ]

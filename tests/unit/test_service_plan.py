@@ -58,8 +58,14 @@ def test_plan_checks_options_and_takes_the_scenarios_thresholds(tmp_path):
     assert prepared.bundle.data == SCENARIO
     with pytest.raises(ConfigError, match="users"):
         plan(RunRequest(bundle="b", users="x"), "python", path)
-    with pytest.raises(ConfigError, match="YAML"):
-        plan(RunRequest(bundle="b", users="1"), "yaml", path)
+    yaml_plan = tmp_path / "p.yaml"
+    yaml_plan.write_text(
+        "scenarios:\n  s: { executor: shared-iterations, vus: 1, iterations: 2,"
+        " flow: [ { request: { url: / } } ] }\n"
+    )
+    assert plan(RunRequest(bundle="b"), "yaml", yaml_plan).options.lanes[0].name == "s"
+    with pytest.raises(ConfigError, match="a plan's scenarios set its load"):
+        plan(RunRequest(bundle="b", users="1"), "yaml", yaml_plan)
 
 
 def test_the_scenario_is_imported_in_a_child_process(tmp_path):

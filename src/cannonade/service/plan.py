@@ -133,8 +133,6 @@ def plan(req: RunRequest, kind: str, scenario_file: Path | None) -> Prepared:
         argv += ["--exec", shlex.join([str(scenario_file), *(req.exec_args or [])])]
     elif req.exec_args is not None:
         raise ConfigError("exec_args is for exec bundles")
-    if kind == "yaml" and req.test_runner is None:
-        raise ConfigError("YAML test plans are not supported yet (issue #6); upload a .py")
     try:
         args = _parser().parse_args(argv)
     except ConfigError as e:
