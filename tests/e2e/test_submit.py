@@ -271,3 +271,26 @@ def test_a_token_hq_refuses_submit_without_the_token(service, scenario, tmp_path
     ids = [line.split()[0] for line in by_env.stdout.splitlines()[1:]]
     assert sorted(ids) == sorted([by_file.stdout.strip(), by_url.stdout.strip()])
     assert "via-url" in by_env.stdout
+
+
+def test_submit_checks_a_yaml_plan_and_sends_it_with_its_data(service, target, tmp_path):
+    plans = Path(__file__).parent.parent / "plans"
+    for name in ("login.yaml", "users.csv"):
+        (tmp_path / name).write_bytes((plans / name).read_bytes())
+    hq = service()
+    ran = cli(
+        "submit",
+        str(tmp_path / "login.yaml"),
+        *flags(hq=hq.url, host=target.url, wait=True, quiet=True),
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr + hq.logs()
+    stats = target.stats()["paths"]
+    assert stats["/login"] == stats["/private"] == 8
+    # A broken plan is refused here, with every problem, before anything is sent.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios:\n  a: { executor: warp, flow: [] }\n")
+    refused = cli("submit", str(bad), *flags(hq=hq.url))
+    assert refused.returncode == 1
+    assert f"{bad}:2:18:" in refused.stderr
+    assert "cycles" not in refused.stderr.split("is not one of")[0]
+    assert "warp" in refused.stderr

@@ -138,12 +138,9 @@ def submit_command(args: argparse.Namespace) -> int:
         _check(args)
         base, token = hq_address(args.hq, args.token_file)
         path = Path(args.file)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"{args.file}: {e.strerror}") from None
+        name, data = _bundle(path, args)
         with HQClient(base, token) as client:
-            bundle = client.upload_bundle(path.name, data)
+            bundle = client.upload_bundle(name, data)
             run_id = client.create_run(run_request(args, bundle.id))
             print(run_id, flush=True)  # alone on stdout: `ID=$(cannonade submit ...)`
             if not args.wait:
@@ -156,6 +153,24 @@ def submit_command(args: argparse.Namespace) -> int:
         left = f": run {run_id} is left to the HQ" if run_id else ""
         print(f"\ninterrupted{left}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _bundle(path: Path, args: argparse.Namespace) -> tuple[str, bytes]:
+    """What to upload. A YAML plan is checked here first (every problem, before anything
+    is sent) and, with the files it reads, packed into one archive whose entry it is."""
+    from cannonade.plans.compile import is_plan, load_plan
+
+    if is_plan(path):
+        from cannonade.launch.plan import plan_bundle
+
+        bundle, entry = plan_bundle(path, load_plan(path))
+        if entry is not None and args.entry is None:
+            args.entry = entry
+        return bundle.filename, bundle.data
+    try:
+        return path.name, path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{args.file}: {e.strerror}") from None
 
 
 def finish(client: HQClient, run: RemoteRun, args: argparse.Namespace) -> int:

@@ -419,7 +419,8 @@ class _Compiler:
                 )
         for key in sorted(required - raw.keys()):
             self.problem(path, f"scenario {name!r}: the {executor} executor needs {key!r}")
-        model = self._model(executor, raw, path)
+        # An unknown executor is the schema's to report; its options mean nothing here.
+        model = self._model(executor, raw, path) if executor in _EXECUTORS else Cycles()
         start = (
             self.duration(raw["start_time"], (*path, "start_time")) if "start_time" in raw else 0.0
         )
