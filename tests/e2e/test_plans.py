@@ -218,8 +218,8 @@ def test_the_loadr_style_plans_run_and_pass(tmp_path, target, name):
         assert m["checks"]["fails"] == 0, s["cannonade"]["errors"]
     assert all(t["passed"] for t in s["cannonade"]["thresholds"])
     if name == "correlation.yaml":
-        assert m["http_reqs"]["count"] == 12
-        assert m["checks"]["passes"] == 6 * 6
+        assert m["http_reqs"]["count"] == 18
+        assert m["checks"]["passes"] == 6 * 8
     if name == "scenarios-and-groups.yaml":
         assert target.stats()["paths"]["/bytes/9"] in range(18, 23)
         assert m["group_duration"]["max"] > 0

@@ -153,3 +153,42 @@ scenarios:
     assert got == exprs
     # Shown as written, not as the names they resolved to.
     assert {r.threshold.selector for r in summary.thresholds} >= {"http_reqs{scenario:web}"}
+
+
+def test_a_multipart_body_parses_back_into_its_parts(tmp_path):
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    from cannonade.plans.flow import MULTIPART_TYPE, _multipart
+
+    (tmp_path / "pic.bin").write_bytes(b"\x00\x01binary\xff")
+    p = write(
+        tmp_path,
+        """
+scenarios:
+  a:
+    executor: per-vu-iterations
+    iterations: 1
+    flow:
+      - request:
+          url: /echo
+          body:
+            multipart:
+              title: "hello ${vu}"
+              picture: { file: pic.bin, content_type: image/png }
+""",
+    )
+    plan = load_plan(p, env={})
+    step = plan.scenarios[0].steps[0]
+    body = _multipart(step.parts, Scope(vu=4), plan.fixed)
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {MULTIPART_TYPE}\r\n\r\n".encode() + body
+    )
+    parts = {
+        part.get_param("name", header="content-disposition"): part for part in message.iter_parts()
+    }
+    assert parts["title"].get_content() == "hello 4"
+    picture = parts["picture"]
+    assert picture.get_filename() == "pic.bin"
+    assert picture.get_content_type() == "image/png"
+    assert picture.get_payload(decode=True) == b"\x00\x01binary\xff"

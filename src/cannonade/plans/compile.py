@@ -42,6 +42,7 @@ from cannonade.plans.model import (
     Extractor,
     Group,
     Js,
+    Part,
     Plan,
     Request,
     Scenario,
@@ -593,6 +594,7 @@ class _Compiler:
         body_value: Structure | Template | None = None
         content_type = ""
         file_data = b""
+        parts: tuple[Part, ...] = ()
         if isinstance(body, str):
             body_kind, body_value = "raw", self._template(body, (*path, "body"), extracted, used)
         elif isinstance(body, dict):
@@ -606,8 +608,8 @@ class _Compiler:
                     self.problem((*path, "body", "file"), f"cannot read {file}: {e.strerror}")
                 content_type = str(body.get("content_type") or "application/octet-stream")
             elif body_kind == "multipart":
-                self.problem(
-                    (*path, "body", "multipart"), "unsupported loadr feature: multipart bodies"
+                parts = self._parts(
+                    body["multipart"], (*path, "body", "multipart"), extracted, used
                 )
             else:
                 body_value = self._structure(
@@ -658,11 +660,37 @@ class _Compiler:
                 self._structure(m, (*path, "ws", "send", i), extracted, used)
                 for i, m in enumerate(ws.get("send") or [])
             ),
+            parts=parts,
             ws_receive=int(ws.get("receive_count", 0)),
             ws_timeout=(
                 self.duration(ws["timeout"], (*path, "ws", "timeout")) if "timeout" in ws else 10.0
             ),
         )
+
+    def _parts(
+        self, raw: dict[str, Any], path: YPath, extracted: set[str], used: set[str]
+    ) -> tuple[Part, ...]:
+        out = []
+        for name, value in raw.items():
+            if isinstance(value, dict):
+                file = self.base / str(value["file"])
+                self.files.append(str(file))
+                try:
+                    data = file.read_bytes()
+                except OSError as e:
+                    self.problem((*path, name, "file"), f"cannot read {file}: {e.strerror}")
+                    data = b""
+                out.append(
+                    Part(
+                        str(name),
+                        data=data,
+                        filename=str(value.get("filename") or file.name),
+                        content_type=str(value.get("content_type") or "application/octet-stream"),
+                    )
+                )
+            else:
+                out.append(Part(str(name), self._template(value, (*path, name), extracted, used)))
+        return tuple(out)
 
     def _check_protocol(self, protocol: str, path: YPath) -> None:
         from cannonade.plugins.protocols import discover

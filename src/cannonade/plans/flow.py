@@ -26,6 +26,7 @@ from cannonade.plans.model import (
     Check,
     DataSource,
     Group,
+    Part,
     Plan,
     Request,
     Scenario,
@@ -174,6 +175,9 @@ class FlowRunner:
             elif kind == "file":
                 data = step.file_data
                 headers = {"Content-Type": step.content_type, **(headers or {})}
+            elif kind == "multipart":
+                data = _multipart(step.parts, scope, fixed)
+                headers = {"Content-Type": MULTIPART_TYPE, **(headers or {})}
         except TemplateError as missing:
             # A value the flow never extracted (its request failed): this request
             # cannot be made; it is an error of the iteration, named.
@@ -316,6 +320,36 @@ def _uses_plugins(plan: Plan) -> bool:
         for s in plan.scenarios
         for step in _all_steps(s.steps)
     )
+
+
+# One boundary for every multipart body: it only has to be absent from the parts, and
+# a part holding this exact text is refused rather than sent broken.
+BOUNDARY = "cannonade-b7d1c0e6a9f34d2e8c5b"
+MULTIPART_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def _multipart(parts: tuple[Part, ...], scope: Scope, fixed: Mapping[str, Any]) -> bytes:
+    out = bytearray()
+    marker = BOUNDARY.encode()
+    for part in parts:
+        if part.text is not None:
+            payload = part.text.render(scope, fixed).encode()
+            head = f'Content-Disposition: form-data; name="{_quoted(part.name)}"\r\n'
+        else:
+            payload = part.data
+            head = (
+                f'Content-Disposition: form-data; name="{_quoted(part.name)}";'
+                f' filename="{_quoted(part.filename)}"\r\nContent-Type: {part.content_type}\r\n'
+            )
+        if marker in payload:
+            raise ValueError(f"multipart field {part.name!r} holds the boundary text")
+        out += b"--" + marker + b"\r\n" + head.encode() + b"\r\n" + payload + b"\r\n"
+    out += b"--" + marker + b"--\r\n"
+    return bytes(out)
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
 
 
 def _params(value: Any) -> Any:

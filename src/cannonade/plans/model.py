@@ -42,6 +42,17 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """One field of a multipart body: text (a template) or a file's bytes."""
+
+    name: str
+    text: Template | None = None
+    data: bytes = b""
+    filename: str = ""
+    content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     name: str  # the metric name (the URL as written, when no name is given)
     method: str
@@ -62,6 +73,7 @@ class Request:
     ws_send: tuple[Structure, ...] = ()  # a ws: block's messages (objects go as JSON)
     ws_receive: int = 0  # messages to wait for; the last one is the body checks read
     ws_timeout: float = 10.0
+    parts: tuple[Part, ...] = ()  # a multipart body
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,23 @@ BODY: Schema = {
         _obj({"json": _ANY_VALUE}, ("json",)),
         _obj({"form": {"type": "object"}}, ("form",)),
         _obj({"file": TEXT, "content_type": TEXT}, ("file",)),
-        _obj({"multipart": {"type": "object"}}, ("multipart",)),
+        _obj(
+            {
+                "multipart": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "anyOf": [
+                            {"type": ["string", "number", "boolean"]},
+                            _obj(
+                                {"file": TEXT, "filename": TEXT, "content_type": TEXT},
+                                ("file",),
+                            ),
+                        ]
+                    },
+                }
+            },
+            ("multipart",),
+        ),
     ]
 }
 WS_BLOCK: Schema = _obj(
