@@ -58,6 +58,7 @@ class Prepared:
     legacy: str | None = None  # a loads-style MODULE.Class.test_method
     entry: str | None = None  # an archive bundle: the file in it to run
     tag_index: dict[str, Any] | None = None  # a YAML plan's scenario/group tags
+    plan_tags: dict[str, Any] | None = None  # its tags: blocks as written
 
 
 def build_cluster(a: argparse.Namespace) -> Cluster:
@@ -157,7 +158,15 @@ def _prepare_plan(args: argparse.Namespace, options: EngineOptions, cluster: Clu
     bundle, entry = plan_bundle(Path(args.scenario), plan)
     scenario = LoadedScenario(path=args.scenario, sha256=bundle.sha256, scenarios=())
     return Prepared(
-        scenario, opts, thresholds, bundle, cluster, exprs, entry=entry, tag_index=plan.tag_index
+        scenario,
+        opts,
+        thresholds,
+        bundle,
+        cluster,
+        exprs,
+        entry=entry,
+        tag_index=plan.tag_index,
+        plan_tags=plan.tags or None,
     )
 
 
@@ -277,6 +286,8 @@ def options_view(prepared: Prepared) -> dict[str, object]:
         # Stored with the run, so thresholds filtered by scenario or group are judged
         # the same when the run is shown or reported later.
         view["tag_index"] = prepared.tag_index
+    if prepared.plan_tags:
+        view["tags"] = prepared.plan_tags
     return view
 
 

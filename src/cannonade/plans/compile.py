@@ -242,6 +242,12 @@ class _Compiler:
         )
         tags = tag_index(scenarios)
         self._check_tag_filters(tags)
+        # The plan's own tags go with the run's options (they are not per sample).
+        written = {"": dict((d.get("defaults") or {}).get("tags") or {})}
+        for name, raw in (d.get("scenarios") or {}).items():
+            if raw.get("tags"):
+                written[name] = dict(raw["tags"])
+        plan_tags = {k: {t: str(v) for t, v in w.items()} for k, w in written.items() if w}
         fixed = {"env": self.env, "vars": self.variables, "secrets": self.secrets}
         return Plan(
             file=self.marks.file,
@@ -258,6 +264,7 @@ class _Compiler:
             files=tuple(dict.fromkeys(self.files)),
             wasm=self.wasm,
             tag_index=tags,
+            tags=plan_tags,
         )
 
     def _http(self) -> HttpOptions:

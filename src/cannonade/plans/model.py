@@ -134,3 +134,5 @@ class Plan:
     wasm: dict[str, str] = field(default_factory=dict)  # plugin name -> its .wasm file
     # scenario/group tag -> the names carrying it, by family (for threshold filters)
     tag_index: dict[str, dict[str, dict[str, list[str]]]] = field(default_factory=dict)
+    # the tags: blocks as written ("" for defaults), kept with the run's options
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
