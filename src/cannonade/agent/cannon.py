@@ -122,15 +122,14 @@ class Cannon:
                 if is_plan(cmd["path"]):
                     flow = FlowRunner(load_plan(cmd["path"]), partition, options.seed)
                     scenario = flow.scenario()
+                    flow.bind(recorder)  # loads its WASM plugins: their errors are load errors
+                    self.flow = flow
                 else:
                     scenario = load_path(cmd["path"])
         except CannonadeError as e:
             self.reply("error", message=str(e))
             return
         self.run_id = str(cmd["run_id"])
-        if flow is not None:
-            flow.bind(recorder)
-            self.flow = flow
         self.engine = Engine(
             scenario, options, self.ship, partition=partition, recorder=recorder, run_setup=False
         )

@@ -23,6 +23,7 @@ from cannonade.config import (
     parse_duration,
 )
 from cannonade.errors import CannonadeError
+from cannonade.model.metrics import BUILTIN_KINDS
 from cannonade.model.thresholds import parse_threshold
 from cannonade.plans.compile_flow import FlowCompiler, TagIndex, tag_index
 from cannonade.plans.model import (
@@ -196,6 +197,9 @@ class _Compiler(FlowCompiler):
         self._plugins()
         http = self._http()
         metrics = {k: v["kind"] for k, v in (d.get("metrics") or {}).items()}
+        for name in metrics:
+            if name in BUILTIN_KINDS or name == "group_duration":
+                self.problem(("metrics", name), f"metric {name!r} is built in", key=True)
         thresholds = self._thresholds()
         scenarios = tuple(
             self._scenario(name, raw) for name, raw in (d.get("scenarios") or {}).items()
