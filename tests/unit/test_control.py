@@ -716,3 +716,18 @@ def test_options_round_trip_through_json(options):
 def test_malformed_options_raise_only_protocol_error(raw):
     with pytest.raises(ProtocolError, match="run options are malformed"):
         options_from_wire(raw)
+
+
+def test_lanes_travel_in_the_run_options():
+    from cannonade.config import ArrivalRate, Lane, options_duration
+
+    lanes = (
+        Lane("a", Cycles(users=(2,), duration=3.0), start_time=0.0, graceful_stop=5.0),
+        Lane("b", ArrivalRate(rate=4.0, duration=2.0), start_time=2.5, graceful_stop=1.0),
+    )
+    options = EngineOptions(lanes[0].model, lanes=lanes)
+    back = options_from_wire(json.loads(json.dumps(options_to_wire(options))))
+    assert back.lanes == lanes
+    assert options_duration(back) == 4.5  # the longest lane: b starts at 2.5 s, runs 2 s
+    with pytest.raises(ProtocolError, match="run options are malformed"):
+        options_from_wire({**options_to_wire(options), "lanes": [{"name": "x"}]})
