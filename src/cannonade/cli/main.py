@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true")
 
     from cannonade.cli.agent import add_agent_parser
+    from cannonade.cli.compare import add_compare_parser
     from cannonade.cli.history import add_history_parsers
     from cannonade.cli.hq import add_hq_parser
     from cannonade.cli.keys import add_keys_parser
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     add_agent_parser(sub)
     add_history_parsers(sub)
     add_report_parser(sub)
+    add_compare_parser(sub)
     add_submit_parser(sub)
     add_keys_parser(sub)
     add_turret_parsers(sub)
@@ -90,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cannonade.cli.history import history_command
 
         return history_command(args)
+    if args.command == "compare":
+        from cannonade.cli.compare import compare_command
+
+        return compare_command(args)
     if args.command == "submit":
         from cannonade.cli.submit import submit_command
 
