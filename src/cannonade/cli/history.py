@@ -15,6 +15,7 @@ from pathlib import Path
 from cannonade.client.connect import add_hq_url_arguments
 from cannonade.errors import CannonadeError
 from cannonade.report.export import write_summary_export
+from cannonade.report.outputs import Output, load_for_outputs, parse_outputs, write_outputs
 from cannonade.report.stored import stored_summary
 from cannonade.report.text import MISSING, format_count, format_duration, render_summary
 from cannonade.storage import ACTIVE_STATUSES, DEFAULT_PATH, RunRow, RunStatus, Store, StoredRun
@@ -38,6 +39,8 @@ def add_history_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     show.add_argument("run_id", metavar="RUN_ID", help="a run id, or a unique prefix of one")
     _add_db(show)
     show.add_argument("--summary-export", default=None, metavar="FILE")
+    show.add_argument("--out", action="append", default=[], metavar="KIND=PATH")
+    show.add_argument("--junit", default=None, metavar="FILE")
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -67,7 +70,9 @@ def history_command(args: argparse.Namespace) -> int:
         with Store.open(path, create=False) as store:
             if args.command == "runs":
                 return _runs(store, args.limit, args.status)
-            return _show(store, args.run_id, args.summary_export)
+            return _show(
+                store, args.run_id, args.summary_export, parse_outputs(args.out), args.junit
+            )
     except CannonadeError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -124,9 +129,16 @@ def _duration(run: RunRow) -> float | None:
 # -- show -------------------------------------------------------------------------------------
 
 
-def _show(store: Store, prefix: str, export: str | None) -> int:
-    # Per-second histograms are for charts; a summary needs only the totals.
-    stored = store.load(store.resolve(prefix), series_trends=frozenset())
+def _show(
+    store: Store, prefix: str, export: str | None, outputs: tuple[Output, ...], junit: str | None
+) -> int:
+    # Per-second histograms are for charts (and --out); a summary needs only the totals.
+    run_id = store.resolve(prefix)
+    stored = (
+        load_for_outputs(store, run_id)
+        if outputs
+        else store.load(run_id, series_trends=frozenset())
+    )
     summary = stored_summary(stored)
     print(_header(stored))
     print(render_summary(summary))
@@ -136,6 +148,12 @@ def _show(store: Store, prefix: str, export: str | None) -> int:
         except OSError as e:
             print(f"error: --summary-export {export}: {e.strerror}", file=sys.stderr)
             return EXIT_ERROR
+    try:
+        for path in write_outputs(stored, summary, outputs, junit):
+            print(f"output: {path}", file=sys.stderr)
+    except OSError as e:
+        print(f"error: --out/--junit {e.filename}: {e.strerror}", file=sys.stderr)
+        return EXIT_ERROR
     if stored.status == RunStatus.FAILED:
         return EXIT_ERROR
     if summary.interrupted:

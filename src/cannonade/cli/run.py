@@ -32,6 +32,7 @@ from cannonade.launch.plan import (
 )
 from cannonade.model.summary import AgentLine, RunInfo, Summary, compute_summary
 from cannonade.report.export import write_summary_export
+from cannonade.report.outputs import parse_outputs, write_run_outputs
 from cannonade.report.text import render_summary
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ AGENT_EXIT_WAIT = 15.0
 
 def run_command(args: argparse.Namespace) -> int:
     try:
+        outputs = parse_outputs(args.out)  # a bad --out fails now, not after the run
         prepared = prepare(args)
     except CannonadeError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -67,6 +69,8 @@ def run_command(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"error: --summary-export {args.summary_export}: {e.strerror}", file=sys.stderr)
             return EXIT_ERROR
+    if not write_run_outputs(prepared.cluster.db, outcome.run_id, outputs, args.junit, summary):
+        return EXIT_ERROR
     if not args.no_report and not write_run_report(
         prepared.cluster.db, outcome.run_id, args.report, summary
     ):

@@ -72,6 +72,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="e.g. 'http_req_duration:p(95)<200' (repeatable)",
     )
     out.add_argument("--summary-export", default=None, help="write k6-style summary JSON")
+    out.add_argument(
+        "--out",
+        action="append",
+        default=[],
+        metavar="KIND=PATH",
+        help="json=FILE (k6-like metric lines) or csv=DIR (Locust-like CSVs); repeatable",
+    )
+    out.add_argument("--junit", default=None, metavar="FILE", help="thresholds as JUnit XML")
     report = out.add_mutually_exclusive_group()
     report.add_argument(
         "--report", default=None, metavar="FILE", help="HTML report (default: DB-RUN_ID.html)"
