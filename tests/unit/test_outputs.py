@@ -24,6 +24,7 @@ from cannonade.report.outputs import (
     load_for_outputs,
     parse_outputs,
     write_outputs,
+    write_run_outputs,
 )
 from cannonade.report.stored import stored_summary
 from cannonade.storage import Store
@@ -289,3 +290,19 @@ def test_show_writes_the_outputs_again(tmp_path, capsys):
     args = parser.parse_args(["show", "abc", "--db", str(db), "--out", "xml=x"])
     assert history_command(args) == 1
     assert "--out 'xml=x': unknown kind 'xml'" in capsys.readouterr().err
+
+
+def test_an_unwritable_path_is_named(stored, tmp_path, capsys):
+    run, summary = stored
+    missing = tmp_path / "no" / "such" / "dir" / "points.jsonl"
+    with pytest.raises(FileNotFoundError) as e:
+        write_outputs(run, summary, [Output("json", missing)], None)
+    assert e.value.filename == str(missing)
+    with pytest.raises(FileNotFoundError) as e:
+        write_outputs(run, summary, [], str(missing))
+    assert e.value.filename == str(missing)
+    assert (
+        write_run_outputs(tmp_path / "runs.db", "abc123", [Output("json", missing)], None, summary)
+        is False
+    )
+    assert f"error: --out/--junit {missing}: No such file or directory" in capsys.readouterr().err

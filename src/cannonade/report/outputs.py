@@ -367,10 +367,16 @@ def write_outputs(
 
     written: list[Path] = []
     for o in outputs:
-        (write_json if o.kind == "json" else write_csv)(stored, summary, o.path)
+        try:
+            (write_json if o.kind == "json" else write_csv)(stored, summary, o.path)
+        except OSError as e:  # name the path given, not the temporary file beside it
+            raise OSError(e.errno, e.strerror, str(o.path)) from e
         written.append(o.path)
     if junit:
-        write_junit(summary, Path(junit))
+        try:
+            write_junit(summary, Path(junit))
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, junit) from e
         written.append(Path(junit))
     return written
 
