@@ -44,6 +44,10 @@ LOCAL_ONLY = {
     "cannons": "--cannons",
     "local_agents": "--local-agents",
     "wait_agents": "--wait-agents",
+    # Written from a stored run: here, `cannonade show RUN_ID --out ... --junit ...`
+    # on the HQ's database writes them.
+    "out": "--out (run `cannonade show RUN_ID --out ...` where the database is)",
+    "junit": "--junit (run `cannonade show RUN_ID --junit ...` where the database is)",
 }
 
 
