@@ -21,6 +21,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # plugins/cannonade-redis tests run a real redis-server (apt, in the same update).
 command -v redis-server >/dev/null || missing+=(redis-server)
+# tests/e2e/test_dashboard.py drives Debian's chromium (headless, through Playwright).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     echo "need root to run: $*" >&2; return 1; fi
@@ -32,6 +34,8 @@ if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
 fi
 command -v redis-server >/dev/null ||
   echo "warning: redis-server not found: the redis plugin's server tests will be skipped" >&2
+[ -x /usr/bin/chromium ] ||
+  echo "warning: chromium not found: the dashboard's browser tests will be skipped" >&2
 node_loads=examples/runners/node-loads
 if command -v node >/dev/null && command -v npm >/dev/null; then
   lock=$(sha256sum "$node_loads/package-lock.json" | cut -d' ' -f1)

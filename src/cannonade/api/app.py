@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from cannonade import __version__
 from cannonade.api.auth import BodyLimit, TokenGate
 from cannonade.api.context import Api
+from cannonade.api.dashboard import dashboard_router
 from cannonade.api.golo import golo_router
 from cannonade.api.runs import runs_router
 from cannonade.service.board import Board
@@ -30,6 +31,7 @@ def create_app(api: Api) -> Any:
     )
     app.include_router(golo_router(api))
     app.include_router(runs_router(api))
+    app.include_router(dashboard_router(api))
     registry = CollectorRegistry(auto_describe=True)
     registry.register(LiveCollector(api.board, api))
 
