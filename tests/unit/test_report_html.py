@@ -15,19 +15,32 @@ from cannonade.cli.report import default_report_path, write_run_report
 from cannonade.model.aggregate import Aggregator
 from cannonade.model.metrics import (
     CHECKS,
+    DROPPED_ITERATIONS,
     ITERATIONS,
+    SOCKET_DATA,
+    SOCKET_MESSAGES,
+    SOCKETS_CLOSED,
     SOCKETS_OPENED,
+    TESTS_ERRORED,
     TESTS_FAILED,
     TESTS_PASSED,
     TESTS_STARTED,
     TRANSACTION_DURATION,
+    TRANSACTION_ERRORS,
+    TRANSACTIONS,
     VUS,
+    WS_CONNECTING,
+    WS_DATA_RECEIVED,
+    WS_DATA_SENT,
+    WS_MSGS_RECEIVED,
+    WS_MSGS_SENT,
+    WS_SESSIONS,
     Key,
     Kind,
     SourceId,
 )
 from cannonade.model.recorder import Recorder
-from cannonade.report.html import outcome, render_html
+from cannonade.report.html import outcome, render_html, render_stored_report
 from cannonade.report.html_charts import MAX_POINTS
 from cannonade.report.stored import stored_summary
 from cannonade.storage import Store
@@ -281,6 +294,7 @@ def test_other_metrics_agents_events_and_options(db):
     assert page.rows("tests") == [
         ["test_cart", "6", "0", "6", "0"],
         ["test_home", "6", "6", "0", "0"],
+        ["all tests", "12", "6", "6", "0"],
     ]
     trends = [row[0] for row in page.rows("trends")]
     assert {"transaction_duration", "checkout_timer", "http_req_duration"} <= set(trends)
@@ -289,7 +303,7 @@ def test_other_metrics_agents_events_and_options(db):
     assert counters["data_received"] == "6.0 kB"
     assert page.rows("checks") == [["✗", "status is 200", "4", "2"]]
     (agent,) = page.rows("agents")
-    assert agent[:6] == ["edge-1", "uuid-1", "-", "2", "missing", "+1.5s"]
+    assert agent[:8] == ["edge-1", "uuid-1", "-", "2", "-", "-", "missing", "+1.5s"]
     assert agent[-1] == "-1.0s assigned+0.0s running+1.5s missing"
     assert ["agent_missing", "agent edge-1 (uuid-1) missing"] in [
         r[1:] for r in page.rows("events")
@@ -297,6 +311,154 @@ def test_other_metrics_agents_events_and_options(db):
     options = dict(page.rows("options"))
     assert options == {"host": "http://127.0.0.1:9", "stages": "[[30, 100]]", "users": "3"}
     assert 'class="badge failed"' in text  # a threshold failed
+
+
+def section(text, key):
+    """The markup of one ``<section id=key>``."""
+    start = text.index(f'<section id="{key}">')
+    return text[start : text.index("</section>", start)]
+
+
+def test_sections_in_order_and_empty_ones_say_so(db):
+    with Store.open(db) as store:
+        store_run(store)
+        text, _ = report(store)
+    ids = [a["id"] for tag, a in Page(text).tags if tag == "section"]
+    assert ids == [
+        "thresholds", "totals", "charts", "requests", "tests", "sockets", "timers",
+        "metrics", "agents", "errors", "options",
+    ]  # fmt: skip
+    assert "No tests were reported" in section(text, "tests")
+    assert "No sockets or WebSocket sessions were used." in section(text, "sockets")
+    assert "No custom timers or transactions were recorded." in section(text, "timers")
+    assert "No agent took part." in section(text, "agents")
+    # A run that kept up with its arrival rate draws no dropped-iterations chart.
+    assert 'id="chart-dropped"' not in text
+
+
+def test_dropped_iterations_are_charted(db):
+    def extra(rec, s):
+        rec.add(Key(DROPPED_ITERATIONS), s)  # 0, 1, 2 per cannon
+
+    with Store.open(db) as store:
+        store_run(store, extra=extra)
+        text, summary = report(store)
+    assert summary.dropped_iterations == 2 * (0 + 1 + 2)
+    by_series = {p["data-series"]: p["data-points"] for p in Page(text).polylines()}
+    assert by_series["dropped/s"] == "0,0 1,2 2,4"
+    assert 'id="chart-dropped"' in section(text, "charts")
+
+
+def test_tests_section_shows_the_top_tracebacks(db):
+    def extra(rec, s):
+        rec.add(Key(TESTS_STARTED, "test_pay"))
+        rec.add(Key(TESTS_ERRORED, "test_pay"))
+        tb = 'Traceback (most recent call last):\n  File "t.py", line 9, in test_pay\nKeyError'
+        rec.error("KeyError", "'card' <missing>", tb)
+        for _ in range(3):
+            rec.error("AssertionError", "total is 0", "Traceback ...\nAssertionError: total")
+
+    with Store.open(db) as store:
+        store_run(store, extra=extra)
+        text, _ = report(store)
+    tests = section(text, "tests")
+    assert Page(text).rows("tests") == [
+        ["test_pay", "6", "0", "0", "6"],
+        ["all tests", "6", "0", "0", "6"],
+    ]
+    assert tests.count('class="traceback"') == 2
+    # Most frequent first, every string escaped.
+    assert tests.index("AssertionError: total is 0") < tests.index("KeyError: &#x27;card&#x27;")
+    assert "&lt;missing&gt;" in tests
+    assert "line 9, in test_pay" in tests
+
+
+def test_sockets_section_has_loads_sockets_and_websocket_sessions(db):
+    def extra(rec, s):
+        rec.add(Key(SOCKETS_OPENED), 2)
+        rec.add(Key(SOCKETS_CLOSED), 1)
+        rec.add(Key(SOCKET_MESSAGES), 10)
+        rec.add(Key(SOCKET_DATA), 500)
+        rec.add(Key(WS_SESSIONS, "chat"))
+        rec.add(Key(WS_MSGS_SENT, "chat"), 4)
+        rec.add(Key(WS_MSGS_RECEIVED, "chat"), 5)
+        rec.add(Key(WS_DATA_SENT, "chat"), 40)
+        rec.add(Key(WS_DATA_RECEIVED, "chat"), 1000)
+        rec.samples(Key(WS_CONNECTING, "chat")).values.append(0.003)
+
+    with Store.open(db) as store:
+        store_run(store, extra=extra)
+        text, _ = report(store)
+    page = Page(text)
+    totals = {row[0]: row[1] for row in page.rows("sockets")}
+    assert totals == {
+        "sockets_opened": "12", "sockets_closed": "6", "socket_messages": "60",
+        "socket_data": "3.0 kB", "ws_sessions": "6", "ws_msgs_sent": "24",
+        "ws_msgs_received": "30", "ws_data_sent": "240 B", "ws_data_received": "6.0 kB",
+    }  # fmt: skip
+    assert page.rows("ws") == [["chat", "6", "24", "30", "240 B", "6.0 kB"]]
+    assert [row[:2] for row in page.rows("ws-trends")] == [["ws_connecting", "6"]]
+    sockets = section(text, "sockets")
+    assert 'id="chart-sockets"' in sockets
+    by_series = {p["data-series"]: p["data-points"] for p in Page(sockets).polylines()}
+    assert by_series["sockets_opened/s"] == "0,4 1,4 2,4"
+    assert by_series["ws_msgs_received/s"] == "0,10 1,10 2,10"
+
+
+def test_a_table_per_timer_and_a_chart_when_the_series_was_read(db):
+    def extra(rec, s):
+        rec.add(Key(TRANSACTIONS), 2)
+        rec.add(Key(TRANSACTION_ERRORS), 1)
+        rec.samples(Key(TRANSACTION_DURATION)).values.extend([0.5, 0.5])
+        rec.define("login_timer", Kind.TREND)
+        rec.samples(Key("login_timer")).values.append(0.010 * (s + 1))
+
+    with Store.open(db) as store:
+        store_run(store, extra=extra)
+        plain, _ = report(store)
+        full = render_stored_report(store, "abc123")
+    for text in (plain, full):
+        timers = section(text, "timers")
+        page = Page(timers)
+        assert {r[0]: r[1] for r in page.rows("transactions")} == {
+            "transactions": "12", "transaction_errors": "6",
+        }  # fmt: skip
+        heads = [a for tag, a in page.tags if tag == "h3"]
+        assert len(heads) == 2
+        assert "<h3>transaction_duration</h3>" in timers
+        assert "<h3>login_timer</h3>" in timers
+        # one table each, in one list here: the second one's header row is in it
+        counts = [row[0] for row in page.rows("timer")]
+        assert counts == ["12", "count", "6"]
+    # Read as `cannonade show` reads a run, no timer has per-second data: no chart.
+    assert Page(section(plain, "timers")).polylines() == []
+    # Read as the report reads it, each timer has one, its percentiles in ms.
+    lines = Page(section(full, "timers")).polylines()
+    assert len(lines) == 2 * 3
+    login = [p for p in lines if p["data-series"] == "p50"][1]["data-points"].split()
+    assert [float(p.split(",")[0]) for p in login] == [0, 1, 2]
+    for (_, v), want in zip((p.split(",") for p in login), (10, 20, 30), strict=True):
+        assert math.isclose(float(v), want, rel_tol=0.02)
+
+
+def test_workload_has_script_rampup_and_marks_losses_and_aborts(db):
+    with Store.open(db) as store:
+        store_run(store)
+        info = {"cannons": 4, "script": "shop.py", "rampup": "30", "hostname": "h1"}
+        for at, status in ((T0, "Running"), (T0 + 2.0, "Aborted")):
+            store.record_agent("abc123", "t-1", name="turret-a", status=status, at=at, info=info)
+        for at, status in ((T0, "running"), (T0 + 1.0, "missing"), (T0 + 2.5, "running")):
+            store.record_agent(
+                "abc123", "t-2", name="turret-b", status=status, at=at, info={"cannons": 1}
+            )
+        text, _ = report(store)
+    page = Page(text)
+    rows = {r[0]: r for r in page.rows("agents")}
+    assert rows["turret-a"][:7] == ["turret-a", "t-1", "h1", "4", "shop.py", "30", "Aborted"]
+    assert rows["turret-b"][4:9] == ["-", "-", "running", "-", "1"]  # back: not lost now
+    bad = [a for tag, a in page.tags if tag == "li" and a.get("class") == "bad"]
+    assert len(bad) == 2  # turret-a's Aborted, turret-b's missing
+    assert '<li class="bad" title="2023-11-14 22:13:22 UTC">+2.0s Aborted</li>' in text
 
 
 def test_a_run_without_data_still_renders(db):

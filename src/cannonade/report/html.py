@@ -22,15 +22,11 @@ from cannonade import __version__
 from cannonade.model.metrics import (
     DATA_RECEIVED,
     DATA_SENT,
+    HTTP_REQ_DURATION,
     HTTP_REQ_FAILED,
     HTTP_REQS,
-    TESTS_ERRORED,
-    TESTS_FAILED,
-    TESTS_PASSED,
-    TESTS_STARTED,
 )
 from cannonade.model.summary import (
-    AgentLine,
     CounterValues,
     GaugeValues,
     MetricSummary,
@@ -40,7 +36,6 @@ from cannonade.model.summary import (
 )
 from cannonade.report.export import json_safe
 from cannonade.report.html_charts import (
-    CSS,
     Cell,
     Num,
     Raw,
@@ -53,6 +48,16 @@ from cannonade.report.html_charts import (
     render_charts,
     table,
 )
+from cannonade.report.html_sections import (
+    is_timer,
+    offset,
+    sockets_section,
+    tests_section,
+    timers_section,
+    utc,
+    workload_section,
+)
+from cannonade.report.html_style import CSS
 from cannonade.report.stored import stored_summary
 
 # The text summary's own cells and lines, reused on purpose: the
@@ -75,26 +80,13 @@ from cannonade.report.text import (
     verdict_line,
     warning_lines,
 )
-from cannonade.storage.records import ACTIVE_STATUSES, AgentRecord, RunStatus, StoredRun
+from cannonade.storage.records import ACTIVE_STATUSES, RunStatus, StoredRun
 
 if TYPE_CHECKING:
     from cannonade.storage import Store
 
 MAX_ERROR_GROUPS = 200
 MAX_EVENTS = 1000
-MAX_TIMELINE = 200
-TEST_METRICS = (TESTS_STARTED, TESTS_PASSED, TESTS_FAILED, TESTS_ERRORED)
-
-
-def _utc(epoch: float | None) -> str:
-    if epoch is None:
-        return MISSING
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
-
-
-def _offset(at: float, start: float) -> str:
-    d = at - start
-    return f"{'-' if d < 0 else '+'}{abs(d):.1f}s"
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -121,8 +113,8 @@ def _header(stored: StoredRun, summary: Summary) -> str:
         ("scenario", info.scenario or stored.scenario or MISSING),
         ("status", stored.status),
         ("verdict", summary.verdict),
-        ("started", _utc(info.started)),
-        ("ended", _utc(info.ended)),
+        ("started", utc(info.started)),
+        ("ended", utc(info.ended)),
         ("duration", format_duration(summary.totals.duration)),
     )
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
@@ -230,7 +222,7 @@ METRIC_TABLES = (
 )
 
 
-def _metrics(stored: StoredRun, summary: Summary) -> str:
+def _metrics(summary: Summary) -> str:
     """Every metric of the run, by kind: custom timers and counters, OCT transactions,
     sockets and tests land in these tables like the built-in ones."""
     parts = []
@@ -241,71 +233,7 @@ def _metrics(stored: StoredRun, summary: Summary) -> str:
     if summary.checks:
         rows = [[mark(c.passed), c.name, count(c.passes), count(c.fails)] for c in summary.checks]
         parts.append("<h3>Checks</h3>" + table(("", "check", "passes", "fails"), rows, "checks"))
-    parts.append(_tests(stored))
     return "\n".join(p for p in parts if p) or muted("No measurements were recorded.")
-
-
-def _tests(stored: StoredRun) -> str:
-    # The summary has only the tests' totals; by name they are plain counter sums, so
-    # reading the aggregator here cannot disagree with it.
-    by_name: dict[str, dict[str, float]] = {}
-    for key, n in stored.aggregator.counters.items():
-        if key.metric in TEST_METRICS:
-            row = by_name.setdefault(key.name, {})
-            row[key.metric] = row.get(key.metric, 0.0) + n
-    rows: list[list[Cell]] = [
-        [name or "(unnamed)", *(count(counts.get(m, 0.0)) for m in TEST_METRICS)]
-        for name, counts in sorted(by_name.items())
-    ]
-    heads = ("test", "started", "passed", "failed", "errored")
-    return "<h3>Tests</h3>" + table(heads, rows, "tests") if rows else ""
-
-
-def _agents(stored: StoredRun, summary: Summary) -> str:
-    records = {a.id: a for a in stored.agents}
-    lines: list[AgentLine] = list(summary.info.agents)
-    seen = {a.uuid for a in lines}
-    for r in stored.agents:
-        if r.id not in seen:
-            lines.append(
-                AgentLine(r.name, r.id, r.cannons, r.timeline[-1][1] if r.timeline else "")
-            )
-    if not lines:
-        return muted("No agent took part.")
-    start = summary.info.started
-    rows: list[list[Cell]] = []
-    for a in lines:
-        rec = records.get(a.uuid)
-        lost = MISSING if a.lost_at is None else _offset(a.lost_at, start)
-        got = f"{a.intervals} of {a.expected}" if a.expected is not None else str(a.intervals)
-        problems = "".join(f'<div class="fail">{escape(p)}</div>' for p in a.problems)
-        rows.append(
-            [
-                a.name,
-                mono(a.uuid),
-                rec.hostname if rec is not None and rec.hostname else MISSING,
-                Num(str(a.cannons), a.cannons),
-                a.status or MISSING,
-                mono(lost, _utc(a.lost_at)) if a.lost_at is not None else MISSING,
-                Num(str(a.losses), a.losses),
-                got,
-                Raw(_timeline(rec, start) + problems),
-            ]
-        )
-    heads = ("name", "uuid", "host", "cannons", "last status", "lost at", "losses")
-    return table((*heads, "intervals", "status timeline"), rows, "agents")
-
-
-def _timeline(rec: AgentRecord | None, start: float) -> str:
-    if rec is None or not rec.timeline:
-        return MISSING
-    items = [
-        f'<li title="{escape(_utc(at))}">{_offset(at, start)} {escape(status)}</li>'
-        for at, status in rec.timeline[:MAX_TIMELINE]
-    ]
-    if len(rec.timeline) > MAX_TIMELINE:
-        items.append(f"<li>… {len(rec.timeline) - MAX_TIMELINE} more</li>")
-    return f'<ol class="timeline">{"".join(items)}</ol>'
 
 
 def _sample(sample: str) -> Cell:
@@ -340,7 +268,7 @@ def _errors(stored: StoredRun, summary: Summary) -> str:
     if stored.events:
         start = summary.info.started
         rows = [
-            [mono(_offset(e.at, start), _utc(e.at)), e.kind, e.message]
+            [mono(offset(e.at, start), utc(e.at)), e.kind, e.message]
             for e in stored.events[:MAX_EVENTS]
         ]
         parts.append("<h3>Events</h3>" + table(("at", "kind", "message"), rows, "events"))
@@ -368,8 +296,11 @@ SECTIONS = (
     ("totals", "Totals"),
     ("charts", "Over time"),
     ("requests", "Requests"),
+    ("tests", "Tests"),
+    ("sockets", "Sockets"),
+    ("timers", "Timers"),
     ("metrics", "Metrics"),
-    ("agents", "Agents"),
+    ("agents", "Workload"),
     ("errors", "Errors and events"),
     ("options", "Options"),
 )
@@ -386,8 +317,11 @@ def render_html(stored: StoredRun, summary: Summary) -> str:
         "totals": _totals(summary),
         "charts": render_charts(build_charts(stored.aggregator, summary.info.started)),
         "requests": _requests(summary),
-        "metrics": _metrics(stored, summary),
-        "agents": _agents(stored, summary),
+        "tests": tests_section(stored, summary),
+        "sockets": sockets_section(stored, summary),
+        "timers": timers_section(stored, summary),
+        "metrics": _metrics(summary),
+        "agents": workload_section(stored, summary),
         "errors": _errors(stored, summary),
         "options": _options(summary.info.options or stored.options),
     }
@@ -403,16 +337,31 @@ def render_html(stored: StoredRun, summary: Summary) -> str:
         f'<meta name="generator" content="cannonade {version}">\n'
         f"<title>cannonade run {escape(stored.id)}</title>\n<style>{CSS}</style></head>\n"
         f"<body>\n{_header(stored, summary)}\n<nav>{nav}</nav>\n<main>\n{sections}\n</main>\n"
-        f"<footer>cannonade {version}, report written {_utc(time.time())}</footer>\n"
+        f"<footer>cannonade {version}, report written {utc(time.time())}</footer>\n"
         "</body></html>\n"
     )
+
+
+class ReportSeries(frozenset[str]):
+    """The ``series_trends`` a report wants: http_req_duration's per-second histograms
+    for the latency chart, and those of every timer (transaction_duration and custom
+    trends, whose names are known only once the run is read) for their charts. The
+    other built-in trends' are left out: the report draws none of them."""
+
+    def __contains__(self, item: object) -> bool:
+        # Only trend keys are asked about, so a name no built-in has is a custom timer.
+        return isinstance(item, str) and (item == HTTP_REQ_DURATION or is_timer(item))
+
+
+def load_for_report(store: Store, run_id: str) -> StoredRun:
+    """A stored run read with what its report charts (see :class:`ReportSeries`)."""
+    return store.load(run_id, series_trends=ReportSeries())
 
 
 def render_stored_report(store: Store, run_id: str) -> str:
     """The report of the stored run ``run_id``, its summary rebuilt as ``cannonade show``
     rebuilds it (for callers that hold a store: the HTTP API)."""
-
-    stored = store.load(run_id)
+    stored = load_for_report(store, run_id)
     return render_html(stored, stored_summary(stored))
 
 

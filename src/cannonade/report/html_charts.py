@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+import numpy as np
+
 from cannonade.model.aggregate import Aggregator
-from cannonade.model.histogram import Histogram
+from cannonade.model.histogram import Histogram, SparseBins
 from cannonade.model.metrics import (
     DATA_RECEIVED,
     DATA_SENT,
+    DROPPED_ITERATIONS,
     HTTP_REQ_DURATION,
     HTTP_REQ_FAILED,
     HTTP_REQS,
@@ -68,20 +71,47 @@ class _Window:
     errors: float = 0.0
     received: float = 0.0
     sent: float = 0.0
+    dropped: float = 0.0
     vus: float | None = None
     latency: list[float] | None = None  # PERCENTILES of the window, seconds
 
 
-def _windows(aggregator: Aggregator, max_points: int) -> list[_Window]:
+def windows_of(aggregator: Aggregator, max_points: int = MAX_POINTS) -> list[tuple[int, int]]:
+    """(first epoch second, seconds spanned) of each window: at most ``max_points``
+    windows of equal length (the last may be shorter) covering the stored seconds."""
     first, last = aggregator.first_second, aggregator.last_second
     if first is None or last is None:
         return []
-    span = last - first + 1
-    step = max(1, math.ceil(span / max_points))
+    step = max(1, math.ceil((last - first + 1) / max_points))
+    return [(start, min(step, last + 1 - start)) for start in range(first, last + 1, step)]
+
+
+def merge_all(hists: Sequence[Histogram]) -> Histogram:
+    """The histograms merged, their buckets summed in one pass: merging them one by
+    one re-sorts the growing bucket list each time, which a one-hour run's thousands
+    of per-second histograms make the report's slowest step."""
+    out = Histogram()
+    full = [h for h in hists if h.count]
+    if not full:
+        return out
+    parts = [h.sparse() for h in full]
+    index = np.concatenate([p.index for p in parts])
+    counts = np.concatenate([p.count for p in parts])
+    out.add_sparse(
+        SparseBins(index, counts),
+        sum(h.count for h in full),
+        sum(h.sum for h in full),
+        min(h.min for h in full),
+        max(h.max for h in full),
+    )
+    return out
+
+
+def _windows(aggregator: Aggregator, max_points: int) -> list[_Window]:
     out: list[_Window] = []
-    for start in range(first, last + 1, step):
-        w = _Window(start, min(step, last + 1 - start))
-        latency = Histogram()
+    for start, seconds in windows_of(aggregator, max_points):
+        w = _Window(start, seconds)
+        latency: list[Histogram] = []
         for second in range(start, start + w.seconds):
             # A second with no row inside the run completed nothing: it counts as zero.
             point = aggregator.series.get(second)
@@ -98,14 +128,17 @@ def _windows(aggregator: Aggregator, max_points: int) -> list[_Window]:
                     w.received += n
                 elif key.metric == DATA_SENT:
                     w.sent += n
+                elif key.metric == DROPPED_ITERATIONS:
+                    w.dropped += n
             vus = [v for k, v in point.gauges.items() if k.metric == VUS]
             if vus:
                 w.vus = max(w.vus if w.vus is not None else -math.inf, sum(vus))
             for key, h in point.trends.items():
                 if key.metric == HTTP_REQ_DURATION:
-                    latency.merge(h)
-        if latency.count:
-            w.latency = latency.percentiles(PERCENTILES)
+                    latency.append(h)
+        merged = merge_all(latency)
+        if merged.count:
+            w.latency = merged.percentiles(PERCENTILES)
         out.append(w)
     return out
 
@@ -142,10 +175,10 @@ def build_charts(
                 line("requests/s", lambda w: w.requests / w.seconds),
                 line("errors/s", lambda w: w.errors / w.seconds),
             ),
-            _compact,
+            compact,
         ),
-        Chart("chart-latency", "Latency (http_req_duration)", "ms", tuple(latency), _compact),
-        Chart("chart-vus", "Active VUs", "VUs", (line("vus", lambda w: w.vus),), _compact),
+        Chart("chart-latency", "Latency (http_req_duration)", "ms", tuple(latency), compact),
+        Chart("chart-vus", "Active VUs", "VUs", (line("vus", lambda w: w.vus),), compact),
         Chart(
             "chart-data",
             "Data per second",
@@ -156,9 +189,17 @@ def build_charts(
             ),
             format_bytes,
         ),
+        Chart(
+            "chart-dropped",
+            "Dropped iterations per second",
+            "per second",
+            (line("dropped/s", lambda w: w.dropped / w.seconds),),
+            compact,
+        ),
     ]
-    # A run without HTTP (loads tests, OCT transactions) would get flat lines at zero.
-    sums = ("chart-requests", "chart-data")
+    # A run without HTTP (loads tests, OCT transactions) would get flat lines at zero,
+    # and a run that kept up with its arrival rate a flat dropped-iterations line.
+    sums = ("chart-requests", "chart-data", "chart-dropped")
     return [
         c
         for c in charts
@@ -166,10 +207,62 @@ def build_charts(
     ]
 
 
+def counter_line(
+    aggregator: Aggregator,
+    origin: float,
+    label: str,
+    metrics: frozenset[str],
+    name: str | None = None,
+    max_points: int = MAX_POINTS,
+) -> Series:
+    """Counters of ``metrics`` (of one name, or all) as each window's average per
+    second: like the request chart, the area under the line is the total."""
+    zero = math.floor(origin)
+    pts = []
+    for start, seconds in windows_of(aggregator, max_points):
+        total = 0.0
+        for second in range(start, start + seconds):
+            point = aggregator.series.get(second)
+            if point is not None:
+                total += sum(
+                    n
+                    for k, n in point.counters.items()
+                    if k.metric in metrics and (name is None or k.name == name)
+                )
+        pts.append((float(start - zero), total / seconds))
+    return Series(label, tuple(pts))
+
+
+TIMER_PERCENTILES = (50.0, 95.0, 99.0)
+
+
+def trend_lines(
+    aggregator: Aggregator, origin: float, metric: str, max_points: int = MAX_POINTS
+) -> tuple[Series, ...]:
+    """p50/p95/p99 of one trend per window, in milliseconds, from the window's merged
+    histogram; windows without a sample have no point. Empty when the store was read
+    without this trend's per-second histograms (they are kept only when asked for)."""
+    zero = math.floor(origin)
+    lines: list[list[tuple[float, float]]] = [[] for _ in TIMER_PERCENTILES]
+    for start, seconds in windows_of(aggregator, max_points):
+        hists: list[Histogram] = []
+        for second in range(start, start + seconds):
+            point = aggregator.series.get(second)
+            if point is not None:
+                hists.extend(hist for key, hist in point.trends.items() if key.metric == metric)
+        h = merge_all(hists)
+        if h.count:
+            for i, v in enumerate(h.percentiles(TIMER_PERCENTILES)):
+                lines[i].append((float(start - zero), v * 1000.0))
+    return tuple(
+        Series(f"p{q:g}", tuple(pts)) for q, pts in zip(TIMER_PERCENTILES, lines, strict=True)
+    )
+
+
 # -- SVG -----------------------------------------------------------------------------------
 
 
-def _compact(v: float) -> str:
+def compact(v: float) -> str:
     if v == 0:
         return "0"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -355,50 +448,3 @@ def muted(text: str) -> str:
 def mono(text: str, title: str = "") -> Raw:
     attr = f' title="{escape(title)}"' if title else ""
     return Raw(f'<span class="mono"{attr}>{escape(text)}</span>')
-
-
-CSS = """
-:root{--fg:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#fff;--alt:#f9fafb;
---pass:#15803d;--fail:#b91c1c;--warn:#b45309}
-*{box-sizing:border-box}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
-color:var(--fg);background:var(--bg)}
-header,main,nav,footer{max-width:1200px;margin:0 auto;padding:0 20px}
-h1{font-size:22px;margin:20px 0 8px}h2{font-size:18px;margin:28px 0 10px;
-border-bottom:1px solid var(--line);padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
-.mono,pre,.timeline{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-.muted{color:var(--muted)}
-.badge{font-size:13px;padding:2px 10px;border-radius:12px;color:#fff;background:var(--muted);
-vertical-align:middle}
-.badge.passed{background:var(--pass)}.badge.failed{background:var(--fail)}
-.badge.degraded,.badge.interrupted{background:var(--warn)}
-.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:8px 0}
-.facts dt{color:var(--muted)}.facts dd{margin:0}
-pre{white-space:pre-wrap;word-break:break-word;margin:6px 0}
-.verdict{background:var(--alt);padding:8px 12px;border-radius:6px}
-nav{position:sticky;top:0;background:var(--bg);border-bottom:1px solid var(--line);
-padding-top:6px;padding-bottom:6px;z-index:1}
-nav a{margin-right:14px;color:#1d4ed8;text-decoration:none}
-table{border-collapse:collapse;width:100%;margin:6px 0 12px}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:var(--alt);font-weight:600}
-td{word-break:break-word}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tbody tr:nth-child(even){background:var(--alt)}
-.pass{color:var(--pass);font-weight:700}.fail{color:var(--fail);font-weight:700}
-.sub{padding-left:14px;color:var(--muted)}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
-.card{border:1px solid var(--line);border-radius:6px;padding:8px 12px}
-.card .label{color:var(--muted);font-size:12px}.card .value{font-size:18px;font-weight:600}
-.chart-box{margin:8px 0 20px}.chart-box figcaption{font-weight:600}
-.chart{width:100%;height:auto}
-.chart .plot{fill:#fff;stroke:var(--line)}.chart .grid{stroke:#f0f0f0}
-.chart .tick{font-size:11px;fill:var(--muted)}.chart .axis-label{font-size:12px;fill:var(--fg)}
-.chart .series{fill:none;stroke-width:1.6;stroke-linejoin:round}
-.legend{list-style:none;padding:0;margin:4px 0;display:flex;gap:16px;flex-wrap:wrap}
-.swatch{display:inline-block;width:12px;height:3px;margin-right:6px;vertical-align:middle}
-.timeline{list-style:none;padding:0;margin:0;font-size:12px}
-.warnings li{color:var(--warn)}
-details summary{cursor:pointer;font-family:ui-monospace,monospace;font-size:12px}
-footer{color:var(--muted);font-size:12px;margin:30px auto 20px}
-"""
