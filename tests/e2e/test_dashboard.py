@@ -232,12 +232,6 @@ def test_event_streams_hold_no_thread_and_end_with_their_run(service):
 
 
 @needs_browser
-@pytest.mark.xfail(
-    strict=True,
-    reason="auth.py sends Bearer and Basic as two challenges in one WWW-Authenticate "
-    "header; Chromium reads only the first (Bearer) and never uses basic credentials. "
-    "Two headers (Basic in its own) fix it: then drop this marker.",
-)
 def test_a_browser_answers_the_basic_auth_challenge(service, browser):
     service.start_hq()
     # http_credentials are what a person types at the browser's prompt: Chromium sends

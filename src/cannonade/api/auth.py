@@ -21,7 +21,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-CHALLENGE = b'Bearer realm="cannonade", Basic realm="cannonade"'
+# Two headers, not two challenges in one: browsers (Chromium) read only the first
+# challenge of a header, and must see Basic to prompt for (or resend) credentials.
+CHALLENGES = (
+    (b"www-authenticate", b'Basic realm="cannonade"'),
+    (b"www-authenticate", b'Bearer realm="cannonade"'),
+)
 
 
 def presented(authorization: str) -> bytes | None:
@@ -111,7 +116,7 @@ class TokenGate:
             send,
             401,
             b'{"detail":"a valid token is needed (Authorization: Bearer TOKEN)"}',
-            [(b"www-authenticate", CHALLENGE)],
+            list(CHALLENGES),
         )
 
 

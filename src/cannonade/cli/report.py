@@ -15,7 +15,7 @@ from pathlib import Path
 from cannonade.cli.history import EXIT_ERROR, EXIT_OK
 from cannonade.errors import CannonadeError
 from cannonade.model.summary import Summary
-from cannonade.report.html import write_html_report
+from cannonade.report.html import load_for_report, write_html_report
 from cannonade.report.stored import stored_summary
 from cannonade.storage import DEFAULT_PATH, Store
 
@@ -39,7 +39,7 @@ def write_report(
     """Write the report of the run ``prefix`` names; ``summary`` is the one already
     printed for it (else it is rebuilt as ``show`` does). Raises CannonadeError for an
     unknown or ambiguous run, OSError if the file cannot be written."""
-    stored = store.load(store.resolve(prefix))
+    stored = load_for_report(store, store.resolve(prefix))  # with the timers' series
     write_html_report(stored, summary if summary is not None else stored_summary(stored), output)
     return Path(output)
 

@@ -100,6 +100,10 @@ class Metrics:
     def check(self, name: str, ok: bool) -> None:
         keys = self._checks.get(name)
         if keys is None:
+            if not isinstance(name, str):
+                # vu.check(name, condition) swapped: a non-text name would make every
+                # interval of this cannon unencodable. Said here, once, as an error.
+                raise TypeError(f"a check's name is text, got {name!r}: vu.check(condition, name)")
             keys = self._checks[name] = (Key(CHECKS, name, "", TRUE), Key(CHECKS, name, "", FALSE))
         self._recorder.add(keys[0] if ok else keys[1])
 

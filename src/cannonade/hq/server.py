@@ -214,6 +214,9 @@ class HQ:
     def _record(self, change: Change, run_id: str | None, status: Status | None = None) -> None:
         m = self.roster.members.get(change.uuid)
         info: dict[str, object] = {"cannons": m.cannons if m else 0, "event": change.what}
+        if m is not None:  # what an OCT turret says of itself, for the report's workload
+            info["script"] = m.script
+            info["rampup"] = m.rampup
         if status is not None and status.cannonade is not None:
             info["hostname"] = status.cannonade.hostname
             info["pid"] = status.cannonade.pid
