@@ -178,6 +178,8 @@ def _api_server(app: Any, host: str, port: int) -> uvicorn.Server:
         access_log=False,  # an access log would record paths, and a token is a header
         lifespan="off",
         loop="asyncio",
+        # Open dashboard event streams would otherwise hold the HQ's exit.
+        timeout_graceful_shutdown=1,
     )
     return uvicorn.Server(config)
 
