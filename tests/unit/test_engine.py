@@ -242,3 +242,17 @@ def test_hard_stop_cancels_and_still_flushes(tmp_path):
     assert agg.count("before_hang") == 3
     assert agg.count("interrupted_iterations") == 3
     assert not agg.unfinished()
+
+
+def test_a_metric_name_that_is_not_text_is_an_error_where_it_is_used():
+    from cannonade.engine.vu import Metrics
+    from cannonade.model.recorder import Recorder
+
+    metrics = Metrics(Recorder())
+    with pytest.raises(TypeError, match=r"a check's name is text, got True: vu.check\(condition"):
+        metrics.check(True, ok=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a counter's name is text"):
+        metrics.counter(7)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a timer's name is text"):
+        metrics.timer_samples(None)  # type: ignore[arg-type]
+    metrics.check("fine", ok=True)  # the cannon records on, its intervals still encode

@@ -68,6 +68,15 @@ class CounterHandle:
         self._recorder.add(self._key, n)
 
 
+def _text_name(name: object, what: str, usage: str = "") -> None:
+    """A metric name that is not text would make every interval of the cannon that
+    recorded it unencodable (and so lost): refused where it is first used, as an error
+    of that iteration, checked once per name (the handles are cached after)."""
+    if not isinstance(name, str):
+        hint = f": {usage}" if usage else ""
+        raise TypeError(f"a {what}'s name is text, got {name!r}{hint}")
+
+
 class Metrics:
     """Per-cannon cache of custom metric handles, so a VU does not build keys per call."""
 
@@ -81,6 +90,7 @@ class Metrics:
     def timer_samples(self, name: str) -> Samples:
         s = self._timers.get(name)
         if s is None:
+            _text_name(name, "timer")
             self._recorder.define(name, Kind.TREND)
             s = self._timers[name] = self._recorder.samples(Key(name))
         return s
@@ -88,6 +98,7 @@ class Metrics:
     def counter(self, name: str) -> CounterHandle:
         c = self._counters.get(name)
         if c is None:
+            _text_name(name, "counter")
             self._recorder.define(name, Kind.COUNTER)
             c = self._counters[name] = CounterHandle(self._recorder, Key(name))
         return c
@@ -100,10 +111,8 @@ class Metrics:
     def check(self, name: str, ok: bool) -> None:
         keys = self._checks.get(name)
         if keys is None:
-            if not isinstance(name, str):
-                # vu.check(name, condition) swapped: a non-text name would make every
-                # interval of this cannon unencodable. Said here, once, as an error.
-                raise TypeError(f"a check's name is text, got {name!r}: vu.check(condition, name)")
+            # vu.check(name, condition) swapped is the usual way to get here.
+            _text_name(name, "check", "vu.check(condition, name)")
             keys = self._checks[name] = (Key(CHECKS, name, "", TRUE), Key(CHECKS, name, "", FALSE))
         self._recorder.add(keys[0] if ok else keys[1])
 
