@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cannonade.clock import Clock, SystemClock
-from cannonade.errors import ConfigError, ProtocolError
+from cannonade.errors import CannonadeError, ConfigError, ProtocolError
 from cannonade.hq.foreign import ForeignIngest
 from cannonade.hq.ingest import Ingest
 from cannonade.hq.membership import Change, Roster
@@ -23,6 +23,8 @@ from cannonade.hq.run import Controller, Phase, RunController, RunSpec
 from cannonade.hq.turrets import TurretRunController
 from cannonade.model.aggregate import Aggregator
 from cannonade.model.metrics import IntervalDelta
+from cannonade.model.summary import RunInfo, compute_summary
+from cannonade.model.thresholds import parse_threshold
 from cannonade.protocol.control import (
     Ack,
     AgentState,
@@ -130,6 +132,10 @@ class HQ:
         self.foreign: ForeignIngest | None = None
         self._timers = _Timers()
         self._writer: RunWriter | None = None
+        self._judged: tuple[tuple[str, ...], dict[str, object]] = (
+            (),
+            {},
+        )  # the run's verdict inputs
         self.on_change: Callable[[Change], None] | None = None
         self.on_reject: Callable[[str], None] | None = None
 
@@ -362,6 +368,7 @@ class HQ:
         self.ingest = Ingest(spec.run_id, aggregator)
         self.foreign = ForeignIngest(spec.run_id)
         self._writer = store.writer(spec.run_id)
+        self._judged = (thresholds, options_view)
         handled = 0
         phase = run.phase
         try:
@@ -426,6 +433,12 @@ class HQ:
             self.housekeeping()
         self._ack()
 
+    def _verdict(
+        self, aggregator: Aggregator, started: float, ended: float, status: str
+    ) -> str | None:
+        thresholds, options = self._judged
+        return _summary_verdict(aggregator, started, ended, status, options, thresholds)
+
     def _finish(self, run: Controller) -> RunOutcome:
         assert self.ingest is not None
         assert self._writer is not None
@@ -478,7 +491,12 @@ class HQ:
         else:
             status = RunStatus.FINISHED
         started = run.start_at if run.start_at is not None else ended
-        self.store.set_status(run.spec.run_id, status, at=ended, started=started, ended=ended)
+        # The final status and the verdict land together: a reader (the API, `runs`)
+        # never sees a finished run without one.
+        verdict = self._verdict(ingest.aggregator, started, ended, status)
+        self.store.set_status(
+            run.spec.run_id, status, at=ended, started=started, ended=ended, verdict=verdict
+        )
         foreign_rejected = self.foreign.rejected if self.foreign is not None else Counter()
         rejected = dict(self.rejected + ingest.rejected + foreign_rejected)
         refused = self.gatekeeper.refusals.by_key if self.gatekeeper is not None else {}
@@ -497,6 +515,28 @@ class HQ:
             tuple(agents),
             rejected,
         )
+
+
+def _summary_verdict(
+    aggregator: Aggregator,
+    started: float,
+    ended: float,
+    status: str,
+    options: dict[str, object],
+    thresholds: tuple[str, ...],
+) -> str | None:
+    """The verdict ``cannonade show`` gives the stored run, from the same numbers."""
+    try:
+        parsed = [parse_threshold(e, kinds=aggregator.kinds) for e in thresholds]
+    except CannonadeError:
+        return None
+    info = RunInfo(
+        started=started,
+        ended=max(started, ended),
+        interrupted=status == RunStatus.INTERRUPTED,
+        options=options,
+    )
+    return compute_summary(aggregator, info, parsed).verdict
 
 
 def model_bound(planned: float | None, max_duration: float) -> float:
