@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cannonade.errors import ConfigError
+from cannonade.model.quoted import read_braces, split_unquoted, unquote
 
 
 class FailIfError(ConfigError):
@@ -135,48 +136,23 @@ def _scale(source: str, quantity: str, unit: Unit, suffix: str) -> float:
 
 
 def _read_braces(source: str, start: int) -> tuple[str, int]:
-    # Quotes let a value hold ',' or '}' (URL templates such as /users/{id} do).
-    quote = ""
-    for i in range(start + 1, len(source)):
-        ch = source[i]
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "}":
-            return source[start + 1 : i], i + 1
-    raise _error(source, "unclosed '{'")
-
-
-def _split_unquoted(body: str) -> list[str]:
-    parts, current, quote = [], "", ""
-    for ch in body:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == ",":
-            parts.append(current)
-            current = ""
-            continue
-        current += ch
-    return [*parts, current]
+    found = read_braces(source, start)
+    if found is None:
+        raise _error(source, "unclosed '{'")
+    return found
 
 
 def _parse_filters(source: str, body: str) -> dict[str, str]:
     found: dict[str, str] = {}
-    for part in _split_unquoted(body):
+    for part in split_unquoted(body):
         key, colon, value = part.partition(":")
-        key, value = key.strip(), value.strip()
+        key, value = key.strip(), unquote(value)
         if not colon:
             raise _error(source, f"filter {part.strip()!r} has no ':' (expected name:VALUE)")
         if key not in _FILTERS:
             raise _error(source, f"unknown filter {key!r} (expected name or method)")
         if key in found:
             raise _error(source, f"filter {key!r} is given twice")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
         if not value:
             raise _error(source, f"filter {key!r} has an empty value")
         found[key] = value

@@ -35,6 +35,7 @@ from cannonade.errors import ThresholdError
 from cannonade.model.aggregate import Aggregator, GaugeStat
 from cannonade.model.histogram import Histogram
 from cannonade.model.metrics import BUILTIN_KINDS, HTTP_REQS, HTTP_STATUS, Key, Kind
+from cannonade.model.quoted import read_braces, split_unquoted, unquote
 from cannonade.model.recorder import FALSE, TRUE
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -201,52 +202,17 @@ def _parse_selector(text: str, source: str) -> tuple[str, Filters, str]:
 
 
 def _read_braces(text: str, start: int, source: str) -> tuple[str, int]:
-    # Quotes let a value hold ',', '}' or ':' (URLs do); a quote inside a quoted value
-    # is not supported, which k6 does not support either.
-    quote = ""
-    for i in range(start + 1, len(text)):
-        ch = text[i]
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "}":
-            return text[start + 1 : i], i + 1
-    raise _error(source, "unclosed '{' in the metric's filters")
-
-
-def _split_unquoted(body: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    quote = ""
-    current: list[str] = []
-    for ch in body:
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'":
-            quote = ch
-        elif ch == sep:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
+    found = read_braces(text, start)
+    if found is None:
+        raise _error(source, "unclosed '{' in the metric's filters")
+    return found
 
 
 def _parse_filters(body: str, metric: str, source: str) -> Filters:
     if not body.strip():
         raise _error(source, "empty filter '{}'; drop the braces or name a filter")
     found: dict[str, str] = {}
-    for part in _split_unquoted(body, ","):
+    for part in split_unquoted(body, ","):
         key, colon, value = part.partition(":")
         key = key.strip()
         if not colon:
@@ -255,7 +221,7 @@ def _parse_filters(body: str, metric: str, source: str) -> Filters:
             raise _error(source, f"unknown filter {key!r} (expected {_one_of(FILTER_FIELDS)})")
         if key in found:
             raise _error(source, f"filter {key!r} is given twice")
-        value = _unquote(value)
+        value = unquote(value)
         if not value:
             raise _error(source, f"filter {key!r} has an empty value")
         found[key] = value
